@@ -1,0 +1,101 @@
+"""Export a torch beam model to ONNX and check it against torch on real samples."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+__all__ = ["ExportError", "ParityReport", "LogitsAndFeatures", "export_onnx", "check_parity", "INPUT_NAME", "OUTPUT_NAMES"]
+
+INPUT_NAME = "rsrp_b"
+OUTPUT_NAMES = ("logits", "features")
+
+
+class ExportError(RuntimeError):
+    """The model could not be exported or the exported graph disagrees with torch."""
+
+
+class LogitsAndFeatures(nn.Module):
+    """Wraps a beam model so the graph has two outputs: logits and the penultimate features
+    (the on-device head update trains on the latter)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = self.model.forward_features(x)
+        return self.model.head(feats), feats
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    """ONNX Runtime vs torch on the same inputs."""
+
+    n_samples: int
+    max_abs_diff: float  # max |logit_onnx - logit_torch|
+    argmax_agreement: float  # fraction of samples with the same top-1 beam
+
+    def to_dict(self) -> dict:
+        return {"n_samples": self.n_samples, "max_abs_diff": self.max_abs_diff, "argmax_agreement": self.argmax_agreement}
+
+
+def export_onnx(model: nn.Module, sample: np.ndarray, path: str | Path, with_features: bool = True) -> Path:
+    """Export ``model`` (eval mode) to a single self-contained ONNX file with a dynamic batch axis.
+
+    Uses the torch.export-based exporter (the default since torch 2.9; its optimiser folds
+    BatchNorm into the preceding Gemm/Conv). Weights are stored inside the file.
+    """
+    model = model.eval()
+    wrapped = LogitsAndFeatures(model) if with_features else model
+    x = torch.from_numpy(np.ascontiguousarray(sample[:2], dtype=np.float32))
+    batch = torch.export.Dim("batch", min=1, max=1 << 20)
+    path = Path(path)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                wrapped,
+                (x,),
+                input_names=[INPUT_NAME],
+                output_names=list(OUTPUT_NAMES if with_features else OUTPUT_NAMES[:1]),
+                dynamic_shapes=({0: batch},),
+                dynamo=True,
+                verbose=False,
+            )
+    except Exception as e:  # the exporter raises many types; report one line
+        raise ExportError(f"ONNX export of {type(model).__name__} failed: {type(e).__name__}: {str(e).splitlines()[0]}") from e
+    proto = program.model_proto
+    onnx.checker.check_model(proto)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    onnx.save_model(proto, str(tmp), save_as_external_data=False)
+    tmp.replace(path)
+    return path
+
+
+def check_parity(model: nn.Module, onnx_path: str | Path, x: np.ndarray, threads: int = 1) -> ParityReport:
+    """Run torch and onnxruntime on ``x`` and compare logits (first output)."""
+    import onnxruntime as ort
+
+    from ..train.loop import predict_logits
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    got = sess.run([sess.get_outputs()[0].name], {sess.get_inputs()[0].name: x})[0]
+    want = predict_logits(model, x)
+    return ParityReport(
+        n_samples=int(len(x)),
+        max_abs_diff=float(np.max(np.abs(got.astype(np.float64) - want))),
+        argmax_agreement=float(np.mean(got.argmax(1) == want.argmax(1))),
+    )

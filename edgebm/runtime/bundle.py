@@ -1,0 +1,64 @@
+"""Reading and verifying a bundle (torch-free: numpy + stdlib only)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["BUNDLE_SCHEMA", "BundleError", "sha256_file", "read_manifest"]
+
+#: bundle layout version; the runtime refuses any other
+BUNDLE_SCHEMA = "edgebm.bundle/1"
+_REQUIRED = ("schema", "edgebm_version", "profile", "family", "model_file", "inputs", "outputs", "files", "verdict")
+
+
+class BundleError(ValueError):
+    """A bundle is missing, tampered with, or of a schema this runtime does not read."""
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_manifest(bundle_dir: str | Path, verify: bool = True) -> dict[str, Any]:
+    """Load ``manifest.json`` and (by default) check the schema and every file's sha256.
+
+    Raises :class:`BundleError` with the file at fault.
+    """
+    bundle_dir = Path(bundle_dir)
+    mpath = bundle_dir / "manifest.json"
+    if not bundle_dir.is_dir():
+        raise BundleError(f"{bundle_dir}: not a bundle folder (no such directory)")
+    if not mpath.is_file():
+        raise BundleError(f"{bundle_dir}: not a bundle (no manifest.json)")
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BundleError(f"{mpath}: manifest is not valid JSON ({e})") from None
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{mpath}: manifest must be a JSON object")
+    for key in _REQUIRED:
+        if key not in manifest:
+            raise BundleError(f"{mpath}: manifest key '{key}' missing")
+    if manifest["schema"] != BUNDLE_SCHEMA:
+        raise BundleError(f"{mpath}: bundle schema {manifest['schema']!r}, this runtime reads {BUNDLE_SCHEMA!r}")
+    if verify:
+        files = manifest["files"]
+        if manifest["model_file"] not in files:
+            raise BundleError(f"{mpath}: model file {manifest['model_file']!r} is not listed in 'files'")
+        for name, digest in files.items():
+            path = bundle_dir / name
+            if not path.is_file():
+                raise BundleError(f"{bundle_dir}: file '{name}' listed in the manifest is missing")
+            if sha256_file(path) != digest:
+                raise BundleError(
+                    f"{bundle_dir}: file '{name}' has been modified since export (sha256 mismatch); refusing to load"
+                )
+    return manifest

@@ -1,0 +1,75 @@
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from edgebm.budget import analyze_onnx
+from edgebm.cli import main
+from edgebm.data import save_dataset
+from edgebm.deploy import check_parity, export_onnx
+from edgebm.models.mlp import BeamMLP
+from tests.conftest import make_toy_dataset
+
+
+def test_onnx_parity_random_model(tmp_path, toy_dataset):
+    import torch
+
+    torch.manual_seed(0)
+    m = BeamMLP(16, 64, hidden=(32,)).eval()
+    p = export_onnx(m, toy_dataset.rsrp_b, tmp_path / "m.onnx")
+    rep = check_parity(m, p, toy_dataset.rsrp_b[:100])
+    assert rep.max_abs_diff < 1e-4 and rep.argmax_agreement == 1.0
+    # the graph is self-contained: no external-data file next to it
+    assert [x.name for x in tmp_path.iterdir()] == ["m.onnx"]
+    stats = analyze_onnx(p)
+    # Gemm 16->32->64 at batch 1: 2*(16*32 + 32*64) MACs, + bias adds
+    assert stats.flops_by_op["Gemm"] == 2 * (16 * 32 + 32 * 64) + 32 + 64
+    assert stats.params == 16 * 32 + 32 + 32 * 64 + 64
+
+
+def test_cli_export_with_data(tmp_path, capsys):
+    ds = make_toy_dataset(400, seed=3)
+    data = save_dataset(ds, tmp_path / "d.npz")
+    out = tmp_path / "bundle"
+    rc = main(["export", "--profile", "smartphone", "--data", str(data), "--out", str(out), "--epochs", "3"])
+    assert rc == 0
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["profile"] == "smartphone" and man["verdict"] == "pass"
+    text = capsys.readouterr().out
+    assert "device_latency_p99" in text and "top-1" in text
+
+
+def test_cli_export_over_budget_exit_3_writes_nothing(tmp_path, capsys):
+    from pathlib import Path
+
+    from edgebm.profiles import load_profile
+
+    src = Path(load_profile("smartphone").source).read_text()
+    tight = tmp_path / "tight.toml"
+    tight.write_text(src.replace('name = "smartphone"', 'name = "tight"').replace("max_params = 500000", "max_params = 100"))
+    data = save_dataset(make_toy_dataset(300, seed=4), tmp_path / "d.npz")
+    out = tmp_path / "bundle"
+    rc = main(["export", "--profile", str(tight), "--data", str(data), "--out", str(out), "--epochs", "2"])
+    assert rc == 3
+    assert not out.exists()
+    err = capsys.readouterr().err
+    assert "params" in err and "no bundle written" in err
+    rc = main(["export", "--profile", str(tight), "--data", str(data), "--out", str(out), "--epochs", "2", "--force"])
+    assert rc == 3
+    assert json.loads((out / "manifest.json").read_text())["verdict"] == "fail"
+
+
+def test_cli_bad_data_exit_2(tmp_path, capsys):
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, rsrp_b=np.zeros((3, 16)))
+    assert main(["export", "--profile", "smartphone", "--data", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "meta_json" in err[0]
+
+
+def test_check_corrupt_model_exit_2(tmp_path, capsys):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x00garbage")
+    assert main(["check", str(bad), "--profile", "iot"]) == 2
+    assert "not a valid ONNX model" in capsys.readouterr().err
