@@ -207,6 +207,119 @@ def cmd_check(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- train / evaluate
+def _parse_params(items: list[str]) -> dict[str, Any]:
+    """``--param key=value`` pairs; values parsed as JSON when they are JSON (numbers, lists), else strings."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise CliError(f"--param expects KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+        if isinstance(out[k], list):
+            out[k] = tuple(tuple(x) if isinstance(x, list) else x for x in out[k])
+    return out
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    import time
+
+    from .data import atomic_write, load_dataset
+    from .evaluate import evaluation_rows
+    from .metrics import summarize
+    from .models.estimator import ALL_FAMILIES, ModelError, load_model, make_model
+    from .train import TrainConfig
+
+    if a.model not in ALL_FAMILIES:
+        raise CliError(f"--model {a.model!r}: unknown family (known: {', '.join(ALL_FAMILIES)})")
+    ds = load_dataset(a.data)
+    try:
+        cfg = TrainConfig(epochs=a.epochs, seed=a.seed, soft_weight=a.soft_labels, soft_temperature=a.temperature,
+                          hard_loss=a.loss, lr=a.lr, batch_size=a.batch_size, patience=a.patience)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    train, val, test = ds.split((0.8, 0.1, 0.1), seed=a.seed)
+    try:
+        model = make_model(a.model, ds.n_b, ds.n_a, cfg, **_parse_params(a.param))
+    except (TypeError, ModelError) as e:
+        raise CliError(f"--model {a.model}: {e}") from None
+    teacher_logits = None
+    if a.distil_from:
+        teacher = load_model(a.distil_from)
+        if (teacher.n_in, teacher.n_out) != (ds.n_b, ds.n_a):
+            raise CliError(f"--distil-from {a.distil_from}: teacher is {teacher.n_in}->{teacher.n_out}, data is {ds.n_b}->{ds.n_a}")
+        teacher_logits = teacher.decision_scores(train.rsrp_b)
+    t0 = time.perf_counter()
+    with _RichProgress() as prog:
+        kw = {"teacher_logits": teacher_logits} if teacher_logits is not None else {}
+        try:
+            model.fit(train, val, progress=lambda e, n, row: prog("train", e, n, f"val top-1 {row.get('val_top1', float('nan')):.3f}"), **kw)
+        except ModelError as e:
+            raise CliError(str(e)) from None
+    out = Path(a.out)
+    model.save(out)
+    if a.model == "gru":
+        from .models.temporal import make_sequences
+
+        xs, ys = make_sequences(test.rsrp_b, test.best_a, test.traj_id, test.t, model.history, model.horizon)
+        seq = model.sequence_scores(xs)
+        from .metrics import topk_accuracy
+
+        metrics = {"per_slot": [{"slot": j, "top1": topk_accuracy(seq[:, j], ys[:, j], 1), "top3": topk_accuracy(seq[:, j], ys[:, j], 3)}
+                                for j in range(seq.shape[1])], "n": int(len(xs))}
+    else:
+        scores = model.decision_scores(test.rsrp_b if not getattr(model, "use_position", False) else model._x(test))
+        metrics = summarize(scores, test.rsrp_a, test.noise_dbm)
+    res = model.result
+    config = {"family": a.model, "model": model.config(), "data": {"path": str(a.data), "meta": ds.meta, "n": len(ds),
+              "split": {"train": len(train), "val": len(val), "test": len(test), "seed": a.seed}},
+              "distil_from": a.distil_from, "seconds": round(time.perf_counter() - t0, 2)}
+    for name, obj in (("config.json", config), ("metrics.json", metrics), ("history.json", res.history if res else [])):
+        atomic_write(out / name, lambda f, o=obj: f.write((json.dumps(o, indent=2, default=str) + "\n").encode()))
+    con = _console(False)
+    if "top1" in metrics:
+        con.print(f"{a.model}: held-out top-1 {metrics['top1']:.3f} top-3 {metrics['top3']:.3f} within-1dB {metrics['within_1db']:.3f} "
+                  f"SE drop {metrics['se_drop_mean']:.4f} (p90 {metrics['se_drop_p90']:.4f}); best epoch {res.best_epoch}/{res.epochs_run}")
+    else:
+        con.print(f"{a.model}: " + "  ".join(f"t+{r['slot']}: top-1 {r['top1']:.3f} top-3 {r['top3']:.3f}" for r in metrics["per_slot"]))
+    con.print(f"wrote {out}/ (model, config.json, metrics.json, history.json)")
+    return EXIT_OK
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from .data import load_dataset
+    from .evaluate import COLUMNS, evaluation_rows, scores_from
+    from .models.estimator import ModelError
+
+    ds = load_dataset(a.data)
+    src = Path(a.source)
+    if not src.exists():
+        raise CliError(f"{src}: no such run or bundle folder")
+    try:
+        label, scores = scores_from(src, ds)
+    except ModelError as e:
+        raise CliError(str(e)) from None
+    if scores.shape != (len(ds), ds.n_a):
+        raise CliError(f"{src}: model outputs {scores.shape[1]} beams for {scores.shape[0]} rows, data has |A| = {ds.n_a}")
+    train = load_dataset(a.train_data) if a.train_data else None
+    rows = evaluation_rows(scores, ds, label, train=train, cycle_ms=a.cycle_ms, seed=a.seed)
+    if a.json:
+        print(json.dumps({"source": str(src), "data": str(a.data), "n": len(ds), "rows": rows}, indent=2))
+        return EXIT_OK
+    t = Table(title=f"{src} on {a.data} ({len(ds)} samples, {ds.n_b}->{ds.n_a}, cycle {a.cycle_ms:g} ms)")
+    for c in COLUMNS:
+        t.add_column(c, justify="left" if c == "method" else "right")
+    for r in rows:
+        t.add_row(*[("-" if r.get(c) is None else (f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]))) for c in COLUMNS])
+    _console(False).print(t)
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
@@ -254,6 +367,31 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--epochs", type=int, default=40)
     e.add_argument("--force", action="store_true", help="write the bundle even if it fails the gate (manifest says so)")
     e.set_defaults(func=cmd_export)
+
+    tr = sub.add_parser("train", help="train one model family on a dataset into a run folder")
+    tr.add_argument("--data", required=True, help="BeamDataset .npz")
+    tr.add_argument("--model", required=True, help="family: mlp, dscnn, teacher, teacher_pos, gru, svm_linear, svm_rbf, tree, gbt, sgd")
+    tr.add_argument("--out", required=True, help="run folder to write")
+    tr.add_argument("--epochs", type=int, default=40)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--lr", type=float, default=2e-3)
+    tr.add_argument("--batch-size", type=int, default=256)
+    tr.add_argument("--patience", type=int, default=8, help="early-stopping patience, epochs")
+    tr.add_argument("--loss", choices=("ce", "focal"), default="ce", help="hard-label loss")
+    tr.add_argument("--soft-labels", type=float, default=0.0, metavar="LAMBDA", help="weight of beam-power soft labels (seed 003 eq. 9), 0..0.5")
+    tr.add_argument("--temperature", type=float, default=2.0, help="soft-label temperature T")
+    tr.add_argument("--distil-from", default=None, metavar="RUN", help="teacher run folder for knowledge distillation")
+    tr.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="model hyper-parameter (repeatable)")
+    tr.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("evaluate", help="metrics of a run or bundle next to the baselines")
+    ev.add_argument("source", help="run folder (edgebm train) or bundle folder (edgebm export)")
+    ev.add_argument("--data", required=True, help="BeamDataset .npz to evaluate on")
+    ev.add_argument("--train-data", default=None, help="training dataset for the nearest-position baseline")
+    ev.add_argument("--cycle-ms", type=float, default=20.0, help="beam cycle for effective SE after overhead (default 20)")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the baselines' measurement noise")
+    ev.add_argument("--json", action="store_true", help="machine-readable output")
+    ev.set_defaults(func=cmd_evaluate)
 
     c = sub.add_parser("check", help="run the budget gate on any ONNX file")
     c.add_argument("model", help="model .onnx")

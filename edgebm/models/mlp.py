@@ -30,7 +30,11 @@ class BeamMLP(nn.Module):
             width = h
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(width, n_out)
-        self.n_in, self.n_out, self.hidden = n_in, n_out, tuple(hidden)
+        self.n_in, self.n_out, self.hidden, self.dropout = n_in, n_out, tuple(hidden), float(dropout)
+
+    def config(self) -> dict:
+        """Constructor arguments (JSON-able): ``BeamMLP(**m.config())`` rebuilds the architecture."""
+        return {"n_in": self.n_in, "n_out": self.n_out, "hidden": list(self.hidden), "dropout": self.dropout}
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(self.pre(x))

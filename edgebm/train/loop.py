@@ -51,6 +51,14 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
+def _loss(logits: torch.Tensor, y: torch.Tensor, soft: torch.Tensor | None, cfg: TrainConfig) -> torch.Tensor:
+    if logits.ndim == 3:  # (batch, slots, A) sequence outputs
+        a = logits.shape[-1]
+        soft = soft.reshape(-1, a) if soft is not None else None
+        return combined_loss(logits.reshape(-1, a), y.reshape(-1), soft, cfg.soft_weight, cfg.hard_loss)
+    return combined_loss(logits, y, soft, cfg.soft_weight, cfg.hard_loss)
+
+
 def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
     order = rng.permutation(n)
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
@@ -75,12 +83,15 @@ def train_classifier(
     soft_val: np.ndarray | None = None,
     extra_loss: Callable[[torch.Tensor, np.ndarray], torch.Tensor] | None = None,
     progress: Any | None = None,
+    forward: Callable[[nn.Module, torch.Tensor, np.ndarray], tuple[torch.Tensor, torch.Tensor | float]] | None = None,
 ) -> TrainResult:
     """Train ``module`` (logits out) in place; keeps the weights of the best validation epoch.
 
     ``soft_*`` are beam-power soft labels (N, A) used when ``cfg.soft_weight > 0``. ``extra_loss(logits, idx)``
-    adds a term per batch (e.g. distillation against precomputed teacher logits). ``progress`` is a
-    callable ``progress(epoch, n_epochs, metrics)`` (the CLI passes a rich progress-bar updater).
+    adds a term per batch (e.g. distillation against precomputed teacher logits). ``forward(module, xb, idx)``
+    replaces ``module(xb)`` and returns ``(logits, aux_loss)`` (e.g. the position-aided teacher's auxiliary
+    losses). Sequence models may return logits (batch, slots, A) with targets (batch, slots): both are
+    flattened. ``progress`` is a callable ``progress(epoch, n_epochs, metrics)``.
     """
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -102,8 +113,11 @@ def train_classifier(
         for idx in _batches(len(xt), cfg.batch_size, rng):
             if len(idx) < 2:  # BatchNorm needs two samples
                 continue
-            logits = module(xt[idx])
-            loss = combined_loss(logits, yt[idx], st[idx] if st is not None else None, cfg.soft_weight, cfg.hard_loss)
+            if forward is not None:
+                logits, aux = forward(module, xt[idx], idx)
+            else:
+                logits, aux = module(xt[idx]), 0.0
+            loss = _loss(logits, yt[idx], st[idx] if st is not None else None, cfg) + aux
             if extra_loss is not None:
                 loss = loss + extra_loss(logits, idx)
             opt.zero_grad(set_to_none=True)
@@ -113,7 +127,7 @@ def train_classifier(
             count += len(idx)
         sched.step()
         logits_v = torch.from_numpy(predict_logits(module, xv))
-        val_loss = float(combined_loss(logits_v, yv, sv, cfg.soft_weight, cfg.hard_loss))
+        val_loss = float(_loss(logits_v, yv, sv, cfg))
         val_top1 = float((logits_v.argmax(-1) == yv).float().mean())
         row = {"epoch": epoch, "train_loss": total / max(count, 1), "val_loss": val_loss, "val_top1": val_top1}
         history.append(row)
