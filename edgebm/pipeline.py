@@ -143,6 +143,7 @@ def export_for_profile(
         writers = {
             "model.onnx": lambda p: p.write_bytes(onnx_bytes),
             "codebook.npz": lambda p: _write_codebook(p, ds),
+            "head.npz": lambda p: _write_head(p, model.head),
             "budget.md": lambda p: p.write_text(_budget_md(prof, report, metrics, parity, manifest), encoding="utf-8"),
         }
         bundle = write_bundle(out, writers, manifest)
@@ -154,6 +155,12 @@ def export_for_profile(
 def _write_codebook(path: Path, ds: BeamDataset) -> None:
     with open(path, "wb") as f:
         np.savez(f, **ds.codebooks)
+
+
+def _write_head(path: Path, head: Any) -> None:
+    """The last Linear layer as numpy arrays (W (A, F), b (A,)) for the on-device head update."""
+    with open(path, "wb") as f:
+        np.savez(f, W=head.weight.detach().numpy().astype(np.float32), b=head.bias.detach().numpy().astype(np.float32))
 
 
 def _manifest(prof, ds, report, metrics, parity, cfg, train_res, model, n_train, n_val, n_test) -> dict[str, Any]:
@@ -178,6 +185,8 @@ def _manifest(prof, ds, report, metrics, parity, cfg, train_res, model, n_train,
         "score_output": OUTPUT_NAMES[0],
         "score_kind": "logits",
         "feature_output": OUTPUT_NAMES[1],
+        "head_file": "head.npz",
+        "head_version": 0,
         "n_beams_a": ds.n_a,
         "n_beams_b": ds.n_b,
         "preprocessing": {**PREPROCESS_DEFAULTS, "in_graph": True},

@@ -60,6 +60,19 @@ class Predictor:
         except Exception as e:  # onnxruntime raises its own exception types
             raise BundleError(f"{self.bundle_dir}: onnxruntime cannot load the model: {str(e).splitlines()[0]}") from None
         self._codebook: dict[str, np.ndarray] | None = None
+        # last layer as numpy arrays (head.npz): used for inference once adapted on the device
+        self.head: tuple[np.ndarray, np.ndarray] | None = None
+        if "head.npz" in self.manifest["files"]:
+            with np.load(self.bundle_dir / "head.npz", allow_pickle=False) as z:
+                self.head = (z["W"].astype(np.float32), z["b"].astype(np.float32))
+        self._numpy_head = bool(self.manifest.get("adapted", False)) and self.head is not None
+
+    def set_head(self, w: np.ndarray, b: np.ndarray) -> None:
+        """Replace the last layer (W (A, F), b (A,)); from now on scores = features @ W.T + b."""
+        if self.head is not None and (w.shape != self.head[0].shape or b.shape != self.head[1].shape):
+            raise InputError(f"head must be W {self.head[0].shape}, b {self.head[1].shape}; got {w.shape}, {b.shape}")
+        self.head = (np.asarray(w, np.float32), np.asarray(b, np.float32))
+        self._numpy_head = True
 
     # -- input checks -------------------------------------------------------------------------
     def _check(self, rsrp_b: Any) -> tuple[np.ndarray, bool]:
@@ -87,8 +100,13 @@ class Predictor:
     def predict_proba(self, rsrp_b: Any) -> np.ndarray:
         """Probabilities over all Set A beams, (batch, n_a) or (n_a,) for one sample."""
         x, single = self._check(rsrp_b)
-        scores = self._run(x, [self.score_output])[0]
-        probs = _softmax(scores.astype(np.float64)).astype(np.float32) if self.score_kind == "logits" else scores.astype(np.float32)
+        if self._numpy_head:
+            w, b = self.head  # type: ignore[misc]
+            scores = self._run(x, [self.feature_output])[0] @ w.T + b  # type: ignore[list-item]
+            kind = "logits"
+        else:
+            scores, kind = self._run(x, [self.score_output])[0], self.score_kind
+        probs = _softmax(scores.astype(np.float64)).astype(np.float32) if kind == "logits" else scores.astype(np.float32)
         return probs[0] if single else probs
 
     def predict(self, rsrp_b: Any, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
