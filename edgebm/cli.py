@@ -320,6 +320,43 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- emulate
+def cmd_emulate(a: argparse.Namespace) -> int:
+    from .emulator import EmulatorConfig, EmulatorError, parse_shift, run_emulator, write_report
+
+    try:
+        shifts = tuple(parse_shift(s, default_at_s=a.duration / 2) for s in a.shift)
+        cfg = EmulatorConfig(n_ues=a.ues, duration_s=a.duration, ssb_period_ms=a.ssb_period, k_refine=a.k, confidence=a.confidence,
+                             drop_db=a.drop_db, full_sweep_every=a.full_sweep_every, adapt=not a.no_adapt, shifts=shifts, seed=a.seed,
+                             max_labels=a.max_labels)
+    except EmulatorError as e:
+        raise CliError(str(e)) from None
+    out = Path(a.out) if a.out else Path("runs") / "emulate" / Path(a.bundle).name
+    with _RichProgress() as prog:
+        try:
+            res = run_emulator(a.bundle, cfg, progress=prog)
+        except EmulatorError as e:
+            raise CliError(str(e)) from None
+    k = write_report(res, out)
+    con = _console(False)
+    from rich.table import Table
+
+    t = Table(title=f"emulator: {k['ues']} UEs x {k['cycles']} cycles of {k['cycle_ms']:g} ms")
+    for col in ("method", "SE", "SE drop mean", "SE drop p90", "beams/cycle", "effective SE"):
+        t.add_column(col, justify="left" if col == "method" else "right")
+    for m, v in k["methods"].items():
+        t.add_row(m, f"{v['se_mean']:.3f}", f"{v['se_drop_mean']:.4f}", f"{v['se_drop_p90']:.4f}", f"{v['beams_per_cycle']:.1f}", f"{v['effective_se_mean']:.3f}")
+    con.print(t)
+    tm = k["timing"]
+    con.print(f"deadline {tm['deadline_ms']:g} ms: p99 {tm['latency_p99_ms']:.3f} ms (margin {tm['margin_p99_ms']:.3f} ms), misses {tm['deadline_misses']}; "
+              f"fallback rate {k['fallback_rate']:.3f}; updates {k['adaptation']['updates']}")
+    for s in k["shifts"]:
+        con.print(f"shift {s['shift']}: SE drop before {s['before']['edgebm']['se_drop_mean']:.4f} -> just after {s['just_after']['edgebm']['se_drop_mean']:.4f} "
+                  f"-> adapted {s['adapted']['edgebm']['se_drop_mean']:.4f}; recovered {s['recovered_fraction']:.1%} of pre-shift SE")
+    con.print(f"wrote {out}/ (kpis.json, summary.md, {', '.join(k['plots'])})")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
@@ -392,6 +429,22 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0, help="seed of the baselines' measurement noise")
     ev.add_argument("--json", action="store_true", help="machine-readable output")
     ev.set_defaults(func=cmd_evaluate)
+
+    em = sub.add_parser("emulate", help="run a bundle in the UE emulator over simulated trajectories")
+    em.add_argument("bundle", help="bundle folder (edgebm export)")
+    em.add_argument("--ues", type=int, default=16, help="UEs (default 16)")
+    em.add_argument("--duration", type=float, default=10.0, help="seconds of simulated time (default 10)")
+    em.add_argument("--ssb-period", type=float, default=None, help="SSB period, ms: 5, 10, 20, 40, 80 or 160 (default: the profile's)")
+    em.add_argument("--k", type=int, default=3, help="narrow beams measured after prediction (default 3)")
+    em.add_argument("--confidence", type=float, default=0.2, help="top-1 probability below which the UE falls back to hierarchical search")
+    em.add_argument("--drop-db", type=float, default=6.0, help="serving-beam RSRP drop that triggers fallback, dB")
+    em.add_argument("--full-sweep-every", type=int, default=25, help="cycles between full sweeps per UE (labels); 0 = never")
+    em.add_argument("--max-labels", type=int, default=200, help="labelled samples used for adaptation after each shift")
+    em.add_argument("--shift", action="append", default=[], metavar="KIND:VALUE[@S]", help="domain shift: array:8x8, codebook:random64, city:city2 (repeatable; default at half time)")
+    em.add_argument("--no-adapt", action="store_true", help="disable the on-device head update")
+    em.add_argument("--seed", type=int, default=0)
+    em.add_argument("--out", default=None, help="report folder (default runs/emulate/<bundle>)")
+    em.set_defaults(func=cmd_emulate)
 
     c = sub.add_parser("check", help="run the budget gate on any ONNX file")
     c.add_argument("model", help="model .onnx")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,10 @@ def export_onnx(model: nn.Module, sample: np.ndarray, path: str | Path, with_fea
     x = torch.from_numpy(np.ascontiguousarray(sample[:2], dtype=np.float32))
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
     path = Path(path)
+    # the exporter logs a warning per missing optional op library (torchvision) and prints progress
+    onnx_log = logging.getLogger("torch.onnx")
+    level = onnx_log.level
+    onnx_log.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
@@ -73,6 +78,8 @@ def export_onnx(model: nn.Module, sample: np.ndarray, path: str | Path, with_fea
             )
     except Exception as e:  # the exporter raises many types; report one line
         raise ExportError(f"ONNX export of {type(model).__name__} failed: {type(e).__name__}: {str(e).splitlines()[0]}") from e
+    finally:
+        onnx_log.setLevel(level)
     proto = program.model_proto
     onnx.checker.check_model(proto)
     path.parent.mkdir(parents=True, exist_ok=True)
