@@ -84,7 +84,8 @@ class EmulatorConfig:
     k_refine: int = 3  # narrow beams measured after prediction
     confidence: float = 0.2  # top-1 probability below this -> hierarchical fallback
     drop_db: float = 6.0  # serving-beam RSRP drop that triggers fallback, dB
-    full_sweep_every: int = 25  # cycles between exhaustive sweeps per UE (active-learning labels); 0 = never
+    full_sweep_every: int = 25  # cycles between exhaustive sweeps per UE while labels are wanted; 0 = never
+    idle_sweep_every: int = 250  # ... once the label budget after a shift is spent (drift watch); 0 = never
     adapt: bool = True
     update_every: int = 5  # cycles between head updates
     adapt_lr: float = 0.1
@@ -190,7 +191,9 @@ def run_emulator(
     pending_y: list[np.ndarray] = []
     labels_since_shift = 0
     updates: list[dict[str, float]] = []
-    sweep_phase = np.arange(U) % max(cfg.full_sweep_every, 1)  # stagger full sweeps across UEs
+    sweep_phase = np.arange(U)  # stagger full sweeps across UEs
+    for _ in range(20):  # warm the session up so first-call costs do not count as deadline misses
+        pred.predict(rsrp_b[0][0, 0], k=cfg.k_refine)
 
     for t in range(T):
         ph = phase_of[t]
@@ -218,7 +221,9 @@ def run_emulator(
         # fallback: low confidence, or the serving beam lost more than drop_db since the last cycle
         cur = np.where(serving >= 0, measure_beams(np.take_along_axis(xa, np.maximum(serving, 0)[:, None], 1), nz, rng, n_avg)[:, 0], np.inf)
         fb = (conf < cfg.confidence) | (cur < serving_rsrp - cfg.drop_db)
-        sweep = (cfg.full_sweep_every > 0) & ((t + sweep_phase) % max(cfg.full_sweep_every, 1) == 0)
+        # active learning: frequent full sweeps while the adapter wants labels, rare ones afterwards
+        every = cfg.full_sweep_every if (adapter is not None and labels_since_shift < cfg.max_labels) else cfg.idle_sweep_every
+        sweep = (every > 0) & ((t + sweep_phase) % max(every, 1) == 0)
         fb &= ~sweep
         lab = np.full(U, -1, dtype=np.int64)
         if fb.any():

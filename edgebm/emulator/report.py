@@ -148,10 +148,11 @@ def _plots(res: EmulatorResult, out: Path) -> list[str]:
     # SE over time (mean over UEs, smoothed) with shift markers
     fig, ax = plt.subplots(figsize=(9, 4))
     w = max(1, len(res.t_s) // 100)
-    kern = np.ones(w) / w
+    kern = np.ones(w)
+    norm = np.convolve(np.ones(len(res.t_s)), kern, mode="same")  # moving average without edge droop
     for m, se in {**res.se, "genie": res.se_genie}.items():
         eff = se if m == "genie" else M.effective_se(se, res.beams[m], res.cycle_ms)
-        ax.plot(res.t_s, np.convolve(eff.mean(1), kern, mode="same"), label=f"{m} (effective SE)" if m != "genie" else "genie (no overhead)")
+        ax.plot(res.t_s, np.convolve(eff.mean(1), kern, mode="same") / norm, label=f"{m} (effective SE)" if m != "genie" else "genie (no overhead)")
     for s in res.shifts:
         ax.axvline(s["at_s"], color="k", ls="--", lw=1)
         ax.text(s["at_s"], ax.get_ylim()[1], f" {s['kind']}:{s['value']}", va="top", fontsize=8)
