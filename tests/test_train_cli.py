@@ -69,3 +69,14 @@ def test_every_neural_family_fits_saves_loads(family, kw, tmp_path):
     np.testing.assert_array_equal(m.decision_scores(te.rsrp_b), again.decision_scores(te.rsrp_b))
     assert m.predict(te.rsrp_b).shape == (len(te),)
     np.testing.assert_allclose(m.predict_proba(te.rsrp_b).sum(1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["svm_linear", "svm_rbf", "tree", "gbt", "sgd"])
+def test_every_classical_family_through_the_contract(family, tmp_path, capsys):
+    ds = make_toy_dataset(600, seed=2)
+    data = save_dataset(ds, tmp_path / "d.npz")
+    assert main(["train", "--data", str(data), "--model", family, "--out", str(tmp_path / family)]) == 0
+    m = load_model(tmp_path / family)
+    assert m.predict(ds.rsrp_b).shape == (600,)
+    assert np.mean(m.predict(ds.rsrp_b) == ds.best_a) > 0.3  # chance is 1/64
+    assert main(["evaluate", str(tmp_path / family), "--data", str(data), "--json"]) == 0

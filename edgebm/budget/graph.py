@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -35,8 +36,9 @@ _REDUCE = {"ReduceMax", "ReduceMin", "ReduceSum", "ReduceMean", "ReduceL2", "Glo
 _FREE = {
     "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Concat", "Slice", "Gather", "Identity", "Shape",
     "Constant", "ConstantOfShape", "Expand", "Split", "Resize", "Pad", "Tile", "Range", "Dropout", "ZipMap", "Cast",
-    "GatherElements", "ScatterND", "CastLike", "TreeEnsembleClassifier", "TreeEnsembleRegressor",
+    "GatherElements", "ScatterND", "CastLike", "ArrayFeatureExtractor", "Normalizer",
 }
+_ML_OPS = {"LinearClassifier", "LinearRegressor", "SVMClassifier", "SVMRegressor", "TreeEnsembleClassifier", "TreeEnsembleRegressor"}
 
 
 @dataclass
@@ -177,8 +179,11 @@ def analyze_onnx(model: onnx.ModelProto | str | Path) -> GraphStats:
         elif op in ("MaxPool", "AveragePool"):
             ks = next((list(a.ints) for a in node.attribute if a.name == "kernel_shape"), [1])
             f = numel(out0) * int(np.prod(ks))
-        elif op in ("LinearClassifier", "LinearRegressor", "SVMClassifier", "SVMRegressor"):
-            f = _ml_flops(node, shapes, ins)
+        elif op in _ML_OPS:
+            est = _ml_op_estimate(node)
+            f = est["flops"]
+            params += est["params"]
+            wbytes_by["float32"] = wbytes_by.get("float32", 0) + 4 * est["params"]  # attributes are float lists
         elif op in _FREE:
             f = 0
         else:
@@ -199,21 +204,6 @@ def analyze_onnx(model: onnx.ModelProto | str | Path) -> GraphStats:
         outputs=outputs,
         uncounted_ops=sorted(uncounted),
     )
-
-
-def _ml_flops(node, shapes, ins) -> int:
-    """ONNX-ML linear/SVM ops: 2 * features * classes (linear) or per support vector (kernel)."""
-    x = shapes.get(ins[0])
-    nfeat = x[-1] if x else 0
-    attrs = {a.name: a for a in node.attribute}
-    if node.op_type.startswith("Linear"):
-        n_coef = len(attrs["coefficients"].floats) if "coefficients" in attrs else 0
-        return 2 * n_coef
-    n_sv = sum(attrs["vectors_per_class"].ints) if "vectors_per_class" in attrs else 0
-    if n_sv == 0:  # linear SVM stored as coefficients
-        return 2 * len(attrs["coefficients"].floats) if "coefficients" in attrs else 0
-    n_coef = len(attrs["coefficients"].floats) if "coefficients" in attrs else 0
-    return 2 * n_sv * nfeat + 10 * n_sv + 2 * n_coef
 
 
 def _peak_activation_bytes(g, shapes, itemsize, inits: set[str]) -> int:
@@ -245,3 +235,80 @@ def _peak_activation_bytes(g, shapes, itemsize, inits: set[str]) -> int:
         for name in [k for k in live if last_use.get(k, -1) <= i]:
             del live[name]
     return peak
+
+
+# -- ONNX-ML ops: weights live in node attributes, not initializers ---------------------------------
+def _attr(node: onnx.NodeProto) -> dict[str, Any]:
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _tree_depths(at: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Per tree: max root-to-leaf depth (comparisons) and number of branch nodes."""
+    tid = np.asarray(at["nodes_treeids"], np.int64)
+    nid = np.asarray(at["nodes_nodeids"], np.int64)
+    modes = np.asarray([m.decode() if isinstance(m, bytes) else m for m in at["nodes_modes"]])
+    branch = modes != "LEAF"
+    key = tid * (nid.max() + 1) + nid
+    order = np.argsort(key)
+    skey = key[order]
+
+    def pos(ids: np.ndarray) -> np.ndarray:
+        return order[np.searchsorted(skey, tid * (nid.max() + 1) + ids)]
+
+    t_child = pos(np.asarray(at["nodes_truenodeids"], np.int64))
+    f_child = pos(np.asarray(at["nodes_falsenodeids"], np.int64))
+    depth = np.zeros(len(tid), np.int64)
+    for _ in range(len(tid)):  # relax parent -> child depths until stable (<= max depth rounds)
+        cand = depth[branch] + 1
+        new = depth.copy()
+        np.maximum.at(new, t_child[branch], cand)
+        np.maximum.at(new, f_child[branch], cand)
+        if np.array_equal(new, depth):
+            break
+        depth = new
+    n_trees = int(tid.max()) + 1
+    max_depth = np.zeros(n_trees, np.int64)
+    np.maximum.at(max_depth, tid, depth)
+    n_branch = np.bincount(tid[branch], minlength=n_trees)
+    return max_depth, n_branch
+
+
+def _ml_op_estimate(node: onnx.NodeProto) -> dict[str, int]:
+    """FLOPs (batch 1, worst case) and stored numbers of one ONNX-ML node.
+
+    * LinearClassifier: params = |coefficients| + |intercepts|; flops = 2 |coefficients|.
+    * SVMClassifier: params = |support_vectors| + |coefficients| + |rho|; flops as analyze_onnx.
+    * TreeEnsembleClassifier/Regressor: params = 2 per branch node (feature id, threshold) + |leaf
+      weights|; flops = sum over trees of the max depth (one compare per level) + one add per leaf
+      weight reached (|weights| / |leaves| per tree, rounded up) + post_transform (softmax 5 C, logistic 4 C).
+    """
+    op = node.op_type
+    at = _attr(node)
+    if op in ("LinearClassifier", "LinearRegressor"):
+        n = len(at.get("coefficients", []))
+        est = {"params": n + len(at.get("intercepts", [])), "flops": 2 * n}
+    elif op in ("SVMClassifier", "SVMRegressor"):
+        n_sv = sum(at.get("vectors_per_class", [])) or int(at.get("n_supports", 0))
+        sv = len(at.get("support_vectors", []))
+        coef = len(at.get("coefficients", []))
+        nfeat = sv // n_sv if n_sv else 0
+        flops = 2 * n_sv * nfeat + 10 * n_sv + 2 * coef if n_sv else 2 * coef
+        est = {"params": sv + coef + len(at.get("rho", [])), "flops": flops}
+    elif op in ("TreeEnsembleClassifier", "TreeEnsembleRegressor"):
+        wkey = "class_weights" if op == "TreeEnsembleClassifier" else "target_weights"
+        ikey = "class_treeids" if op == "TreeEnsembleClassifier" else "target_treeids"
+        max_depth, n_branch = _tree_depths(at)
+        n_trees = len(max_depth)
+        w_per_tree = np.bincount(np.asarray(at[ikey], np.int64), minlength=n_trees)
+        modes = [m.decode() if isinstance(m, bytes) else m for m in at["nodes_modes"]]
+        leaves = np.bincount(np.asarray(at["nodes_treeids"], np.int64)[np.asarray(modes) == "LEAF"], minlength=n_trees)
+        adds = int(np.sum(-(-w_per_tree // np.maximum(leaves, 1))))
+        n_cls = len(at.get("classlabels_int64s", at.get("classlabels_strings", []))) or int(at.get("n_targets", 1))
+        post = at.get("post_transform", b"NONE")
+        post = post.decode() if isinstance(post, bytes) else post
+        post_flops = {"SOFTMAX": 5 * n_cls, "LOGISTIC": 4 * n_cls, "SOFTMAX_ZERO": 5 * n_cls}.get(post, 0)
+        est = {"params": int(2 * n_branch.sum() + len(at[wkey])), "flops": int(max_depth.sum()) + adds + post_flops,
+               "trees": n_trees, "max_depth": int(max_depth.max(initial=0))}
+    else:
+        est = {"params": 0, "flops": 0}
+    return est

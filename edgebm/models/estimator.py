@@ -213,18 +213,15 @@ class SklearnBeamModel(BeamModel):
         import time
 
         t0 = time.perf_counter()
-        self.est.fit(self._x(train), train.best_a)
+        xv, yv = (self._x(val), val.best_a) if val is not None else (None, None)
+        self.est.fit(self._x(train), train.best_a, xv, yv)
         self.result = TrainResult(best_epoch=1, epochs_run=1, best_val_loss=float("nan"), seconds=time.perf_counter() - t0)
         if progress is not None:
             progress(1, 1, {})
         return self
 
     def decision_scores(self, x: np.ndarray) -> np.ndarray:
-        if hasattr(self.est, "predict_proba"):
-            try:
-                return np.log(np.maximum(self.est.predict_proba(x), 1e-12))
-            except (AttributeError, NotImplementedError):
-                pass
+        """(N, A) logits (softmax = predict_proba). ``x``: Set B RSRP, plus position columns when ``use_position``."""
         return self.est.decision_scores(x)
 
     def save(self, run_dir: str | Path) -> Path:
