@@ -92,6 +92,7 @@ class EmulatorConfig:
     adapt_steps: int = 20
     max_labels: int = 200  # stop adapting after this many labelled samples since the last shift
     shifts: tuple[Shift, ...] = ()
+    deadline_ms: float | None = None  # default: the profile's inference_budget_ms
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -141,7 +142,7 @@ def run_emulator(
     prof = pred.manifest["profile_config"]
     timing, compute = prof["timing"], prof["compute"]
     cycle_ms = float(cfg.ssb_period_ms or cfg.beam_cycle_ms or timing["ssb_period_ms"] or timing["beam_cycle_ms"])
-    deadline_ms = float(timing["inference_budget_ms"])
+    deadline_ms = float(cfg.deadline_ms if cfg.deadline_ms is not None else timing["inference_budget_ms"])
     slowdown = float(compute["slowdown_vs_host"])
     n_steps = max(2, int(round(cfg.duration_s * 1e3 / cycle_ms)))
     base = _scenario_for(pred)
