@@ -357,6 +357,18 @@ def cmd_emulate(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- bench
+def cmd_bench(a: argparse.Namespace) -> int:
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "bench" / "__main__.py").is_file():
+        raise CliError("the benchmarks live in the source checkout's bench/ folder; run edgebm bench from a clone (pip install -e .)")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from bench.__main__ import main as bench_main
+
+    return bench_main([a.suite] + (["--quick"] if a.quick else []))
+
+
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
@@ -445,6 +457,11 @@ def build_parser() -> argparse.ArgumentParser:
     em.add_argument("--seed", type=int, default=0)
     em.add_argument("--out", default=None, help="report folder (default runs/emulate/<bundle>)")
     em.set_defaults(func=cmd_emulate)
+
+    b = sub.add_parser("bench", help="run a benchmark suite (writes bench/results/)")
+    b.add_argument("suite", choices=("latency", "accuracy", "hetero", "compress", "throughput", "adaptation", "all"))
+    b.add_argument("--quick", action="store_true", help="small sizes (minutes)")
+    b.set_defaults(func=cmd_bench)
 
     c = sub.add_parser("check", help="run the budget gate on any ONNX file")
     c.add_argument("model", help="model .onnx")

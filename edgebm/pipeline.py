@@ -48,6 +48,7 @@ class ExportResult:
     metrics: dict[str, float]
     parity: dict[str, float]
     manifest: dict[str, Any]
+    model: Any = None  # the trained torch module (benchmarks compare it with the exported graph)
 
 
 def _noop(stage: str, done: float, total: float, detail: str = "") -> None:
@@ -149,7 +150,7 @@ def export_for_profile(
         bundle = write_bundle(out, writers, manifest)
     from .runtime import read_manifest
 
-    return ExportResult(bundle, report, metrics, parity, read_manifest(bundle))
+    return ExportResult(bundle, report, metrics, parity, read_manifest(bundle), model)
 
 
 def _write_codebook(path: Path, ds: BeamDataset) -> None:

@@ -1,0 +1,39 @@
+"""Benchmarks: ``python -m bench SUITE [--quick]`` (or ``edgebm bench SUITE``); ``all`` runs every suite.
+
+Each suite measures side by side in one run, prints a Markdown table and writes it (and PNGs)
+to ``bench/results/`` with the command, machine and date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+
+SUITES = {
+    "latency": "bench.latency",
+    "accuracy": "bench.accuracy",
+    "hetero": "bench.hetero",
+    "compress": "bench.compress_tradeoff",
+    "throughput": "bench.throughput",
+    "adaptation": "bench.adaptation",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("suite", choices=[*SUITES, "all"])
+    p.add_argument("--quick", action="store_true", help="small sizes for a smoke run (minutes)")
+    a = p.parse_args(argv)
+    names = list(SUITES) if a.suite == "all" else [a.suite]
+    for name in names:
+        t0 = time.perf_counter()
+        mod = importlib.import_module(SUITES[name])
+        print(mod.run(quick=a.quick))
+        print(f"[{name}: {time.perf_counter() - t0:.0f} s]", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
