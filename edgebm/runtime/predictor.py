@@ -21,9 +21,10 @@ class InputError(ValueError):
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
+    """Row softmax in float32 (inputs are float32 logits; the max shift keeps exp in range)."""
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    e /= e.sum(axis=-1, keepdims=True)
+    return e
 
 
 class Predictor:
@@ -84,12 +85,13 @@ class Predictor:
             x = x[None, :]
         if x.ndim != 2 or x.shape[1] != self.n_b:
             raise InputError(f"rsrp_b must have shape ({self.n_b},) or (batch, {self.n_b}) (Set B beams), got {np.shape(rsrp_b)}")
-        if not np.all(np.isfinite(x)):
+        xmin, xmax = float(x.min()), float(x.max())  # NaN propagates into min/max; one pass each
+        if not (np.isfinite(xmin) and np.isfinite(xmax)):
             raise InputError(f"rsrp_b has {int(np.count_nonzero(~np.isfinite(x)))} NaN/inf value(s)")
         lo, hi = RSRP_RANGE_DBM
-        if x.min() < lo or x.max() > hi:
+        if xmin < lo or xmax > hi:
             raise InputError(
-                f"rsrp_b values must be RSRP in dBm within [{lo:g}, {hi:g}]; got [{x.min():g}, {x.max():g}] (linear mW or dB-scaled input?)"
+                f"rsrp_b values must be RSRP in dBm within [{lo:g}, {hi:g}]; got [{xmin:g}, {xmax:g}] (linear mW or dB-scaled input?)"
             )
         return np.ascontiguousarray(x, dtype=np.float32), single
 
@@ -106,7 +108,7 @@ class Predictor:
             kind = "logits"
         else:
             scores, kind = self._run(x, [self.score_output])[0], self.score_kind
-        probs = _softmax(scores.astype(np.float64)).astype(np.float32) if kind == "logits" else scores.astype(np.float32)
+        probs = _softmax(scores.astype(np.float32, copy=False)) if kind == "logits" else scores.astype(np.float32, copy=False)
         return probs[0] if single else probs
 
     def predict(self, rsrp_b: Any, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
@@ -118,7 +120,7 @@ class Predictor:
         if not 1 <= k <= self.n_a:
             raise InputError(f"k must be in [1, {self.n_a}], got {k}")
         probs = self.predict_proba(rsrp_b)
-        p2 = np.atleast_2d(probs)
+        p2 = probs.reshape(1, -1) if probs.ndim == 1 else probs
         top = np.argsort(-p2, axis=1, kind="stable")[:, :k]
         tp = np.take_along_axis(p2, top, axis=1)
         return (top[0], tp[0]) if probs.ndim == 1 else (top, tp)
