@@ -157,34 +157,58 @@ def _budget_table(report, title: str):
     return t
 
 
-def cmd_export(a: argparse.Namespace) -> int:
+def _candidates_table(cands, title: str):
+    from rich.table import Table
 
-    from .pipeline import NothingFitsError, export_for_profile
+    t = Table(title=title)
+    for col in ("candidate", "top-1", "top-3", "MFLOPs", "params", "KiB", "device p99 ms", "verdict", "why rejected"):
+        t.add_column(col, justify="right" if col not in ("candidate", "verdict", "why rejected") else "left")
+    for c in cands:
+        r = c.row()
+        f = lambda v, d=3: "-" if v is None else (f"{v:.{d}f}" if isinstance(v, float) else f"{v:,}")  # noqa: E731
+        verdict = "[green]PASS[/]" if r["verdict"] == "pass" else "[bold red]FAIL[/]"
+        t.add_row(r["candidate"], f(r["top1"]), f(r["top3"]), f(r["mflops"], 4), f(r["params"]), f(r["kib"], 1),
+                  f(r["device_p99_ms"], 4), verdict, "" if r["verdict"] == "pass" else r["why"])
+    return t
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    from .data import load_dataset
+    from .pipeline import NothingFitsError, candidate_specs, export_for_profile
     from .profiles import load_profile
     from .train import TrainConfig
 
-    from .data import load_dataset
-
     prof = load_profile(a.profile)
+    families = [f.strip() for f in a.families.split(",")] if a.families else None
+    try:
+        candidate_specs(prof, families)
+    except ValueError as e:
+        raise CliError(f"--families: {e}") from None
     data = load_dataset(a.data) if a.data is not None else None  # validate before any progress output
-    cfg = TrainConfig(seed=a.seed, epochs=a.epochs, soft_weight=0.2)
+    cfg = TrainConfig(seed=a.seed, epochs=a.epochs, soft_weight=0.2) if a.epochs else None
     con = _console(False)
     try:
         with _RichProgress() as prog:
-            res = export_for_profile(prof, data, a.out, seed=a.seed, n_samples=a.samples, train_cfg=cfg, force=a.force, progress=prog)
+            res = export_for_profile(prof, data, a.out, seed=a.seed, n_samples=a.samples, train_cfg=cfg, families=families,
+                                     force=a.force, progress=prog)
     except NothingFitsError as e:
-        con.print(_budget_table(e.report, f"budget: {prof.name} (FAIL)"))
-        print(f"edgebm: over budget: {e}; no bundle written (use --force to write it anyway)", file=sys.stderr)
+        con.print(_candidates_table(e.candidates, f"candidates for {prof.name}: none fits"))
+        print(f"edgebm: over budget: {e}; no bundle written (use --force to write the most accurate one anyway)", file=sys.stderr)
         return EXIT_OVER_BUDGET
     m = res.metrics
-    con.print(_budget_table(res.report, f"budget: {res.manifest['family']} for {prof.name}"))
+    con.print(_candidates_table(res.candidates, f"candidates for {prof.name}"))
+    con.print(_budget_table(res.report, f"budget: {res.chosen.name} for {prof.name}"))
     con.print(
-        f"held-out ({m['n']} samples): top-1 {m['top1']:.3f}  top-3 {m['top3']:.3f}  within-1dB {m['within_1db']:.3f}  "
+        f"chosen {res.chosen.name}: held-out ({m['n']} samples) top-1 {m['top1']:.3f}  top-3 {m['top3']:.3f}  within-1dB {m['within_1db']:.3f}  "
         f"SE drop mean {m['se_drop_mean']:.4f} p90 {m['se_drop_p90']:.4f}"
     )
-    con.print(f"parity: max |diff| {res.parity['max_abs_diff']:.2e}, top-1 agreement {res.parity['argmax_agreement']:.4f}")
-    con.print(f"[bold]{res.report.verdict.upper()}[/] -> wrote {res.bundle_dir}/ ({', '.join(res.manifest['files'])}, manifest.json)")
-    return EXIT_OK if res.report.verdict == "pass" else EXIT_OVER_BUDGET
+    if "max_abs_diff" in res.parity:
+        con.print(f"parity: max |diff| {res.parity['max_abs_diff']:.2e}, top-1 agreement {res.parity['argmax_agreement']:.4f}")
+    if "tensorrt" in res.manifest and not res.manifest["tensorrt"]["built"]:
+        con.print(f"[yellow]TensorRT engine not built: {res.manifest['tensorrt']['reason']}; the bundle ships the ONNX model (onnxruntime fallback)[/]")
+    verdict = res.manifest["verdict"]
+    con.print(f"[bold]{verdict.upper()}[/] -> wrote {res.bundle_dir}/ ({', '.join(res.manifest['files'])}, manifest.json)")
+    return EXIT_OK if verdict == "pass" else EXIT_OVER_BUDGET
 
 
 def cmd_check(a: argparse.Namespace) -> int:
@@ -413,8 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default=None, help="bundle folder (default export/<profile>)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--samples", type=int, default=20000, help="samples to simulate when --data is not given")
-    e.add_argument("--epochs", type=int, default=40)
-    e.add_argument("--force", action="store_true", help="write the bundle even if it fails the gate (manifest says so)")
+    e.add_argument("--epochs", type=int, default=None, help="training epochs for every neural family (default: per family)")
+    e.add_argument("--families", default=None, help="comma-separated subset of the profile's families to try")
+    e.add_argument("--force", action="store_true", help="write the most accurate candidate even if none passes (manifest says so)")
     e.set_defaults(func=cmd_export)
 
     tr = sub.add_parser("train", help="train one model family on a dataset into a run folder")

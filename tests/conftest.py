@@ -57,5 +57,5 @@ def toy_bundle(tmp_path_factory, toy_dataset):
     from edgebm.train import TrainConfig
 
     out = tmp_path_factory.mktemp("bundles") / "smartphone"
-    res = export_for_profile("smartphone", toy_dataset, out, train_cfg=TrainConfig(epochs=8, seed=0), latency_runs=50)
+    res = export_for_profile("smartphone", toy_dataset, out, train_cfg=TrainConfig(epochs=8, seed=0), families=["mlp"], latency_runs=50)
     return res

@@ -92,6 +92,8 @@ class HeadAdapter:
         self.buf_y = np.zeros(replay, np.int64)
         self.n_seen = 0
         self.updates = 0
+        # the first run of the feature output allocates its buffers: do it now, not inside a timed update
+        predictor.features(np.full((1, predictor.n_b), -100.0, np.float32))
         self.history: list[UpdateStats] = []
 
     @property
