@@ -15,8 +15,11 @@ from typing import Any, Sequence
 EXIT_OK, EXIT_BAD_INPUT, EXIT_OVER_BUDGET, EXIT_INTERRUPTED = 0, 2, 3, 130
 
 
-class CliError(Exception):
-    """A user error: printed as one line, exit 2."""
+from .errors import EdgebmError
+
+
+class CliError(EdgebmError):
+    """A bad argument: printed as one line, exit 2."""
 
 
 def _array_shape(text: str) -> tuple[int, int]:
@@ -86,9 +89,65 @@ def cmd_data_generate(a: argparse.Namespace) -> int:
         raise CliError(f"--samples must be >= 1, got {a.samples}")
     con = _console()
     with con.status(f"simulating {a.samples if traj is None else traj[0] * traj[1]} UE samples in {a.scenario}..."):
-        ds = generate_dataset(cfg, n_samples=a.samples, seed=a.seed, trajectories=traj)
+        if a.paths_out:
+            from .data.paths import save_path_table
+            from .data.simulated import dataset_from_sim
+            from .sim import simulate, simulate_trajectories
+            from .sim.pathtable import sim_to_path_table
+
+            res = (simulate_trajectories(cfg, n_ues=traj[0], n_steps=traj[1], dt_s=traj[2], seed=a.seed) if traj
+                   else simulate(cfg, n_samples=a.samples, seed=a.seed))
+            ds = dataset_from_sim(res)
+            save_path_table(a.paths_out, sim_to_path_table(res))
+            con.print(f"wrote path table {a.paths_out}")
+        else:
+            ds = generate_dataset(cfg, n_samples=a.samples, seed=a.seed, trajectories=traj)
     path = save_dataset(ds, a.out)
     con.print(f"wrote {path}: {len(ds)} samples, Set B {ds.n_b} -> Set A {ds.n_a}, LOS {ds.los.mean():.0%}")
+    return EXIT_OK
+
+
+def cmd_data_from_paths(a: argparse.Namespace) -> int:
+    from .data import save_dataset
+    from .data.paths import dataset_from_path_table, load_path_table
+
+    table = load_path_table(a.paths)
+    try:
+        ds, info = dataset_from_path_table(
+            table, bs_array=a.bs_array, ue_array=a.ue_array, set_b=a.set_b, set_a=a.set_a, snr_db=a.snr_db,
+            n_subcarriers=a.subcarriers, seed=a.seed, boresight_az_deg=a.boresight_az, downtilt_deg=a.downtilt,
+        )
+    except (ValueError, TypeError) as e:
+        if type(e).__name__ == "DatasetError":
+            raise
+        raise CliError(f"{a.paths}: {e}") from None
+    path = save_dataset(ds, a.out)
+    _console().print(f"wrote {path}: {len(ds)} UEs ({info.get('n_dropped', 0)} without any path dropped), "
+                     f"Set B {ds.n_b} -> Set A {ds.n_a}, LOS {ds.los.mean():.0%}")
+    return EXIT_OK
+
+
+def cmd_data_raytrace(a: argparse.Namespace) -> int:
+    from .data.paths import save_path_table
+    from .data.raytrace import RaytraceUnavailable, raytrace_scene
+
+    try:
+        tx = tuple(float(v) for v in a.tx.split(","))
+        gx, gy, gz = a.grid.split(";")
+        grid = (tuple(float(v) for v in gx.split(",")), tuple(float(v) for v in gy.split(",")), float(gz))
+        grid = ((grid[0][0], grid[0][1], int(grid[0][2])), (grid[1][0], grid[1][1], int(grid[1][2])), grid[2])
+        if len(tx) != 3:
+            raise ValueError
+    except ValueError:
+        raise CliError("--tx expects X,Y,Z (m) and --grid 'X0,X1,NX;Y0,Y1,NY;Z' (m)") from None
+    info: dict = {}
+    try:
+        with _console().status(f"ray tracing {a.scene} at {a.carrier / 1e9:g} GHz, depth {a.max_depth}..."):
+            table = raytrace_scene(a.scene, tx=tx, grid=grid, carrier_hz=a.carrier, max_depth=a.max_depth, seed=a.seed, info=info)
+    except RaytraceUnavailable as e:
+        raise CliError(str(e)) from None
+    save_path_table(a.out, table)
+    _console().print(f"wrote {a.out}: {len(table['rx_pos'])} receivers with paths ({info.get('n_dropped', 0)} without any path dropped)")
     return EXIT_OK
 
 
@@ -418,8 +477,31 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--codebook", default="dft", help="Set A codebook: dft or random (default dft)")
     g.add_argument("--codebook-seed", type=int, default=0)
     g.add_argument("--trajectories", default=None, metavar="N_UES:N_STEPS:DT_S", help="UEs moving along streets instead of drops")
+    g.add_argument("--paths-out", default=None, help="also write the simulator's paths as a path table .npz")
     g.add_argument("--out", required=True, help="output .npz")
     g.set_defaults(func=cmd_data_generate)
+    fp = d.add_parser("from-paths", help="build a BeamDataset from a ray-traced path table (docs/path_table.md)")
+    fp.add_argument("paths", help="path table .npz (DeepMIMO v4 names)")
+    fp.add_argument("--bs-array", type=_array_shape, default=(8, 8))
+    fp.add_argument("--ue-array", type=_array_shape, default=(1, 1))
+    fp.add_argument("--set-b", type=int, default=16)
+    fp.add_argument("--set-a", type=int, default=64)
+    fp.add_argument("--snr-db", type=float, default=20.0)
+    fp.add_argument("--subcarriers", type=int, default=24)
+    fp.add_argument("--boresight-az", type=float, default=None, help="BS panel azimuth, deg (default: from the table or towards the users)")
+    fp.add_argument("--downtilt", type=float, default=None, help="BS downtilt, deg (default 8)")
+    fp.add_argument("--seed", type=int, default=0)
+    fp.add_argument("--out", required=True)
+    fp.set_defaults(func=cmd_data_from_paths)
+    rt = d.add_parser("raytrace", help="ray-trace a Sionna RT scene into a path table (extra: edgebm[raytrace])")
+    rt.add_argument("--scene", default="simple_street_canyon", help="bundled Sionna RT scene name or a scene .xml")
+    rt.add_argument("--tx", default="-45,0,10", help="transmitter X,Y,Z in m")
+    rt.add_argument("--grid", default="-40,60,21;-6,6,5;1.5", help="receiver grid 'X0,X1,NX;Y0,Y1,NY;Z' in m")
+    rt.add_argument("--carrier", type=float, default=28e9)
+    rt.add_argument("--max-depth", type=int, default=2)
+    rt.add_argument("--seed", type=int, default=0)
+    rt.add_argument("--out", required=True)
+    rt.set_defaults(func=cmd_data_raytrace)
     i = d.add_parser("info", help="validate and summarise a dataset")
     i.add_argument("file")
     i.set_defaults(func=cmd_data_info)
@@ -497,17 +579,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .budget.graph import GraphError
-    from .data import DatasetError
-    from .deploy.onnx_export import ExportError
-    from .profiles import ProfileError
-    from .runtime import BundleError, InputError
-
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (CliError, ProfileError, DatasetError, BundleError, InputError, GraphError, ExportError) as e:
+    except EdgebmError as e:
         print(f"edgebm: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (FileNotFoundError, PermissionError, IsADirectoryError) as e:

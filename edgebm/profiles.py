@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from .errors import ProfileError
+
 __all__ = [
     "DeviceProfile",
     "ProfileError",
@@ -43,10 +45,6 @@ FAMILIES = (
     "gbt",
     "sgd",
 )
-
-
-class ProfileError(ValueError):
-    """A profile file is missing, unreadable or does not match the schema."""
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,9 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper, shape_inference
 
+from ..errors import GraphError
+
 __all__ = ["GraphStats", "GraphError", "analyze_onnx", "load_onnx"]
-
-
-class GraphError(ValueError):
-    """The ONNX file cannot be read, or holds ops the counter cannot size."""
 
 
 # element-wise / cheap ops: FLOPs = elements of the (first) output times this factor

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import DatasetError
+
 __all__ = ["BeamDataset", "DatasetError", "FIELDS", "SCHEMA_VERSION", "save_dataset", "load_dataset", "atomic_write"]
 
 SCHEMA_VERSION = 1
@@ -36,10 +38,6 @@ FIELDS: dict[str, tuple[str, tuple[Any, ...], bool]] = {
 }
 CODEBOOK_FIELDS = ("cb_a_weights", "cb_a_az", "cb_a_el", "cb_b_weights", "cb_b_az", "cb_b_el", "cb_children")
 REQUIRED_META = ("scenario", "carrier_hz", "bs_array", "ue_array", "set_a", "set_b", "seed", "generator")
-
-
-class DatasetError(ValueError):
-    """A dataset file is missing, unreadable or does not match the BeamDataset schema."""
 
 
 @dataclass(frozen=True)

@@ -14,14 +14,12 @@ import onnx
 import torch
 from torch import nn
 
+from ..errors import ExportError
+
 __all__ = ["ExportError", "ParityReport", "LogitsAndFeatures", "export_onnx", "check_parity", "INPUT_NAME", "OUTPUT_NAMES"]
 
 INPUT_NAME = "rsrp_b"
 OUTPUT_NAMES = ("logits", "features")
-
-
-class ExportError(RuntimeError):
-    """The model could not be exported or the exported graph disagrees with torch."""
 
 
 class LogitsAndFeatures(nn.Module):

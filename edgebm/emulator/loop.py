@@ -22,13 +22,11 @@ from ..baselines import measure_beams
 from ..runtime import HeadAdapter, Predictor
 from ..sim import ScenarioConfig, simulate_trajectories
 
+from ..errors import EmulatorError
+
 __all__ = ["Shift", "EmulatorConfig", "EmulatorResult", "parse_shift", "run_emulator", "SSB_PERIODS_MS"]
 
 SSB_PERIODS_MS = (5, 10, 20, 40, 80, 160)
-
-
-class EmulatorError(ValueError):
-    """Bad emulator configuration (shift spec, timing, bundle/scenario mismatch)."""
 
 
 @dataclass(frozen=True)

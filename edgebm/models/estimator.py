@@ -20,6 +20,8 @@ import numpy as np
 from ..data import BeamDataset
 from ..train.loop import TrainConfig, TrainResult
 
+from ..errors import ModelError
+
 __all__ = [
     "NEURAL_FAMILIES",
     "CLASSICAL_FAMILIES",
@@ -35,10 +37,6 @@ __all__ = [
 NEURAL_FAMILIES = ("mlp", "dscnn", "teacher", "teacher_pos", "gru")
 CLASSICAL_FAMILIES = ("svm_linear", "svm_rbf", "tree", "gbt", "sgd")
 ALL_FAMILIES = NEURAL_FAMILIES + CLASSICAL_FAMILIES
-
-
-class ModelError(ValueError):
-    """Unknown family, incompatible data, or an unreadable run folder."""
 
 
 def _module_class(family: str):

@@ -9,15 +9,13 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from ..errors import BundleError
+
 __all__ = ["BUNDLE_SCHEMA", "BundleError", "sha256_file", "read_manifest", "write_bundle"]
 
 #: bundle layout version; the runtime refuses any other
 BUNDLE_SCHEMA = "edgebm.bundle/1"
 _REQUIRED = ("schema", "edgebm_version", "profile", "family", "model_file", "inputs", "outputs", "files", "verdict")
-
-
-class BundleError(ValueError):
-    """A bundle is missing, tampered with, or of a schema this runtime does not read."""
 
 
 def sha256_file(path: str | Path) -> str:

@@ -10,14 +10,12 @@ import onnxruntime as ort
 
 from .bundle import BundleError, read_manifest
 
+from ..errors import InputError
+
 __all__ = ["Predictor", "InputError"]
 
 #: plausible received power range for an RSRP in dBm; values outside are almost surely wrong units
 RSRP_RANGE_DBM = (-300.0, 60.0)
-
-
-class InputError(ValueError):
-    """Inputs handed to the predictor have the wrong shape, non-finite values or the wrong units."""
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
