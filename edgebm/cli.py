@@ -380,6 +380,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from .models.estimator import ModelError
 
     ds = load_dataset(a.data)
+    if a.split == "test":  # the held-out split edgebm train / export used with the same seed
+        ds = ds.split((0.8, 0.1, 0.1), seed=a.seed)[2]
     src = Path(a.source)
     if not src.exists():
         raise CliError(f"{src}: no such run or bundle folder")
@@ -545,7 +547,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", required=True, help="BeamDataset .npz to evaluate on")
     ev.add_argument("--train-data", default=None, help="training dataset for the nearest-position baseline")
     ev.add_argument("--cycle-ms", type=float, default=20.0, help="beam cycle for effective SE after overhead (default 20)")
-    ev.add_argument("--seed", type=int, default=0, help="seed of the baselines' measurement noise")
+    ev.add_argument("--split", choices=("all", "test"), default="all", help="evaluate on all rows or on the held-out test split of train/export")
+    ev.add_argument("--seed", type=int, default=0, help="split seed (as given to train/export) and seed of the baselines' measurement noise")
     ev.add_argument("--json", action="store_true", help="machine-readable output")
     ev.set_defaults(func=cmd_evaluate)
 

@@ -118,10 +118,12 @@ def analyze_onnx(model: onnx.ModelProto | str | Path) -> GraphStats:
 
     params = 0
     wbytes_by: dict[str, int] = {}
+    # scales and zero points of (de)quantisation are bookkeeping, not learned weights
+    qparams = {n.input[i] for n in g.node if n.op_type in ("QuantizeLinear", "DequantizeLinear") for i in (1, 2) if len(n.input) > i}
     for t in g.initializer:
         arr = numpy_helper.to_array(t)
-        # integer shape/axes constants are not learnable weights
-        if (arr.dtype.kind == "f" and arr.size > 1) or (arr.dtype.kind in "iu" and arr.dtype.itemsize == 1):
+        # integer shape/axes constants are not learnable weights; int8/uint8 quantised weights are
+        if t.name not in qparams and ((arr.dtype.kind == "f" and arr.size > 1) or (arr.dtype.kind in "iu" and arr.dtype.itemsize == 1)):
             params += arr.size
         wbytes_by[arr.dtype.name] = wbytes_by.get(arr.dtype.name, 0) + arr.nbytes
     for node in g.node:  # weights stored as Constant nodes count too
@@ -170,6 +172,8 @@ def analyze_onnx(model: onnx.ModelProto | str | Path) -> GraphStats:
                 dirs, gates_h, inp = w
                 hidden = r[2]
                 f = dirs * seq * batch * (2 * gates_h * (inp + hidden) + 8 * gates_h)
+        elif op == "DequantizeLinear" and ins and ins[0] in inits:
+            f = 0  # a quantised weight: onnxruntime folds it into the int8 kernel, no work per inference
         elif op in _ELEMENTWISE:
             f = _ELEMENTWISE[op] * numel(out0)
         elif op in _REDUCE:

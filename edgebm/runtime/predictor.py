@@ -97,15 +97,24 @@ class Predictor:
     def _run(self, x: np.ndarray, names: list[str]) -> list[np.ndarray]:
         return self.session.run(names, {self.input_name: x})
 
+    def _scores(self, x: np.ndarray) -> tuple[np.ndarray, str]:
+        if self._numpy_head:
+            w, b = self.head  # type: ignore[misc]
+            return self._run(x, [self.feature_output])[0] @ w.T + b, "logits"  # type: ignore[list-item]
+        return self._run(x, [self.score_output])[0], self.score_kind
+
+    def decision_scores(self, rsrp_b: Any) -> np.ndarray:
+        """Log-domain scores over all Set A beams (logits, or log-probabilities for probability
+        models): ranking by these avoids the ties that saturated float32 probabilities can have."""
+        x, single = self._check(rsrp_b)
+        scores, kind = self._scores(x)
+        scores = scores.astype(np.float32, copy=False) if kind == "logits" else np.log(np.maximum(scores, 1e-30)).astype(np.float32)
+        return scores[0] if single else scores
+
     def predict_proba(self, rsrp_b: Any) -> np.ndarray:
         """Probabilities over all Set A beams, (batch, n_a) or (n_a,) for one sample."""
         x, single = self._check(rsrp_b)
-        if self._numpy_head:
-            w, b = self.head  # type: ignore[misc]
-            scores = self._run(x, [self.feature_output])[0] @ w.T + b  # type: ignore[list-item]
-            kind = "logits"
-        else:
-            scores, kind = self._run(x, [self.score_output])[0], self.score_kind
+        scores, kind = self._scores(x)
         probs = _softmax(scores.astype(np.float32, copy=False)) if kind == "logits" else scores.astype(np.float32, copy=False)
         return probs[0] if single else probs
 
