@@ -276,7 +276,7 @@ def _variants(stem, model, prof, tmp, train, val, test, calib, max_drop, runs, p
     variants = [base]
     if isinstance(model, TorchBeamModel):
         for prec in [p for p in prof.precision.allowed if p != "fp32"]:
-            variants.append(_quantised(stem, model, prec, fp32, tmp, calib, val, threads, max_drop, base))
+            variants.append(_quantised(stem, model, prec, fp32, tmp, calib, val, test, threads, max_drop, base))
     for c in variants:
         if c.error or c.onnx_path is None:
             continue
@@ -288,7 +288,7 @@ def _variants(stem, model, prof, tmp, train, val, test, calib, max_drop, runs, p
     return variants
 
 
-def _quantised(stem, model, prec, fp32: Path, tmp: Path, calib, val, threads, max_drop, base: Candidate) -> Candidate:
+def _quantised(stem, model, prec, fp32: Path, tmp: Path, calib, val, test, threads, max_drop, base: Candidate) -> Candidate:
     c = Candidate(f"{stem} {prec}", model.family, prec, info=dict(base.info))
     try:
         from .compress import quantize_onnx
@@ -303,14 +303,15 @@ def _quantised(stem, model, prec, fp32: Path, tmp: Path, calib, val, threads, ma
         return float(np.mean(s.argmax(1) == val.best_a))
 
     try:
-        q = quantize_onnx(fp32, out, mode, calib_x=calib, eval_fn=top1, max_drop=max_drop)
+        keep = (base.info["score_output"],) if base.info.get("feature_output") else ()  # the head stays fp32: it adapts on device
+        q = quantize_onnx(fp32, out, mode, calib_x=calib, eval_fn=top1, max_drop=max_drop, keep_fp32_outputs=keep)
     except Exception as e:
         c.error = f"{mode} failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         return c
     c.onnx_path = out
     c.info["quantization"] = {"mode": mode, "fp32_top1_val": q.fp32_top1, "quant_top1_val": q.quant_top1,
                               "drop": q.drop, "excluded_nodes": list(q.excluded_nodes), "notes": q.notes}
-    c.parity = {"vs": "fp32 onnx", "top1_drop_val": q.drop}
+    c.parity = {**check_parity(model.module, out, test.rsrp_b, threads).to_dict(), "vs": "torch fp32", "top1_drop_val": q.drop}
     return c
 
 

@@ -351,6 +351,7 @@ def quantize_onnx(
     max_drop: float = 0.01,
     per_channel: bool = True,
     config: QuantConfig | None = None,
+    keep_fp32_outputs: Sequence[str] = (),
 ) -> QuantResult:
     """Quantise ``fp32_path`` to ``out_path`` (written atomically) and report what it cost.
 
@@ -358,6 +359,8 @@ def quantize_onnx(
     ``"int8_dynamic"`` (int8 weights, activations quantised at run time) or ``"fp16"`` (float32 I/O kept).
     ``eval_fn(onnx_path) -> top-1`` on a validation split (see :func:`make_top1_eval`); with it, nodes are
     kept in fp32 until ``fp32_top1 - quant_top1 <= max_drop`` (or the cap is reached), see the module doc.
+    ``keep_fp32_outputs``: graph tensor names whose producing weighted node always stays fp32 (the export
+    keeps the classifier head producing ``logits`` in fp32: it is the layer the UE updates on device).
     """
     cfg = config or QuantConfig()
     if mode not in QUANT_MODES:
@@ -390,7 +393,12 @@ def quantize_onnx(
             _preprocess(fp32_path, pre, notes)
         q = _Quantizer(mode, pre, work, calib_x, per_channel, cfg)
         pre_model = onnx.load(str(pre))
-        candidates = weighted_nodes(pre_model, sorted(_QUANTISABLE[mode]))
+        pinned = [n.name for n in pre_model.graph.node if n.op_type in WEIGHTED_OPS and set(n.output) & set(keep_fp32_outputs)]
+        if pinned:
+            make_all = q.make
+            q.make = lambda excl, out: make_all([*pinned, *excl], out)  # type: ignore[method-assign]
+            notes.append(f"kept in fp32 by request: {', '.join(pinned)}")
+        candidates = [c for c in weighted_nodes(pre_model, sorted(_QUANTISABLE[mode])) if c not in pinned]
         left_fp32 = [n.name for n in pre_model.graph.node if n.op_type in WEIGHTED_OPS and n.name not in candidates]
         if left_fp32:
             notes.append(f"{mode} cannot quantise {sorted({n.op_type for n in pre_model.graph.node if n.name in left_fp32})}: "
