@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 import time
+from pathlib import Path
 
 SUITES = {
     "latency": "bench.latency",
@@ -25,12 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("suite", choices=[*SUITES, "all"])
     p.add_argument("--quick", action="store_true", help="small sizes for a smoke run (minutes)")
+    p.add_argument("--out", default=None, help="results folder (default bench/results)")
     a = p.parse_args(argv)
     names = list(SUITES) if a.suite == "all" else [a.suite]
     for name in names:
         t0 = time.perf_counter()
         mod = importlib.import_module(SUITES[name])
-        print(mod.run(quick=a.quick))
+        kw = {"out_dir": Path(a.out)} if a.out else {}
+        print(mod.run(quick=a.quick, **kw))
         print(f"[{name}: {time.perf_counter() - t0:.0f} s]", file=sys.stderr)
     return 0
 

@@ -51,8 +51,10 @@ def compute_kpis(res: EmulatorResult, window: int = 50) -> dict[str, Any]:
             a, b = w[name]
             row[name] = {"cycles": [int(a), int(b)],
                          **{m: _method_kpis(res.se[m][a:b], res.se_genie[a:b], res.beams[m][a:b], res.cycle_ms) for m in res.se}}
-        pre = row["before"]["edgebm"]["se_mean"]
-        row["recovered_fraction"] = float(row["adapted"]["edgebm"]["se_mean"] / pre) if pre > 0 else None
+        # relative SE (SE / genie SE) after adaptation over relative SE before the shift: a new array or
+        # city changes the absolute SE the genie can reach, so absolute SE ratios would mislead
+        pre = 1.0 - row["before"]["edgebm"]["se_drop_mean"]
+        row["recovered_fraction"] = float((1.0 - row["adapted"]["edgebm"]["se_drop_mean"]) / pre) if pre > 0 else None
         row["labels_used"] = int(sum(u["n_new"] for u in res.updates if w["at_s"] <= u["t_s"]))
         row["beats_hs_effective_se"] = bool(row["adapted"]["edgebm"]["effective_se_mean"] > row["adapted"]["hierarchical"]["effective_se_mean"])
         shifts.append(row)
@@ -130,7 +132,7 @@ def _summary_md(k: dict[str, Any]) -> str:
         rec = s["recovered_fraction"]
         lines.append("")
         lines.append(
-            f"Recovered {rec:.1%} of the pre-shift SE with {s['labels_used']} labelled samples; "
+            f"Recovered {rec:.1%} of the pre-shift relative SE (SE / genie SE) with {s['labels_used']} labelled samples; "
             f"{'beats' if s['beats_hs_effective_se'] else 'does NOT beat'} hierarchical search on effective SE after adaptation."
             if rec is not None else "No pre-shift window."
         )

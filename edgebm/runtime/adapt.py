@@ -92,6 +92,14 @@ class HeadAdapter:
         self.buf_y = np.zeros(replay, np.int64)
         self.n_seen = 0
         self.updates = 0
+        # the UE update runs single-threaded: OpenBLAS's worker threads spin-wait on a busy core and made
+        # one 20-step update take over a second on a loaded 2-core host (12 ms with one thread)
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            self._blas = ThreadpoolController()
+        except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+            self._blas = None
         # the first run of the feature output allocates its buffers: do it now, not inside a timed update
         predictor.features(np.full((1, predictor.n_b), -100.0, np.float32))
         self.history: list[UpdateStats] = []
@@ -110,6 +118,12 @@ class HeadAdapter:
     def update(self, rsrp_b: np.ndarray, labels: np.ndarray) -> UpdateStats:
         """Add labelled samples (Set B RSRP in dBm, best Set A beam) and take SGD steps until
         ``steps`` are done or the device-scaled time reaches ``max_update_ms``."""
+        if self._blas is None:
+            return self._update(rsrp_b, labels)
+        with self._blas.limit(limits=1, user_api="blas"):
+            return self._update(rsrp_b, labels)
+
+    def _update(self, rsrp_b: np.ndarray, labels: np.ndarray) -> UpdateStats:
         labels = np.atleast_1d(np.asarray(labels, dtype=np.int64))
         if labels.size and (labels.min() < 0 or labels.max() >= self.w.shape[0]):
             raise InputError(f"labels must be Set A beam indices in [0, {self.w.shape[0]})")
