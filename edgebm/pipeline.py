@@ -42,9 +42,9 @@ EXPORTABLE = ("mlp", "dscnn", "teacher", "teacher_pos", "svm_linear", "svm_rbf",
 FAMILY_SETTINGS: dict[str, tuple[dict[str, Any], int]] = {
     "mlp": ({"hidden": (256, 256)}, 40),
     "mlp_tiny": ({"hidden": (32,)}, 40),
-    "dscnn": ({}, 20),
-    "teacher": ({"upsample": 16}, 12),
-    "teacher_pos": ({"upsample": 16}, 12),
+    "dscnn": ({}, 12),
+    "teacher": ({"upsample": 16}, 10),
+    "teacher_pos": ({"upsample": 16}, 10),
 }
 
 Progress = Callable[[str, float, float, str], None]  # (stage, done, total, detail)

@@ -29,6 +29,9 @@ class TrainConfig:
     hard_loss: str = "ce"  # "ce" or "focal"
     soft_weight: float = 0.0  # lambda of seed 003 eq. 9 (0 = hard labels only)
     soft_temperature: float = 2.0
+    # torch intra-op threads while training. 1 by default: on a shared 2-core machine two OpenMP
+    # threads spin-wait on each other and ran a DS-CNN epoch 10x slower than one thread did
+    threads: int = 1
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
@@ -93,6 +96,15 @@ def train_classifier(
     losses). Sequence models may return logits (batch, slots, A) with targets (batch, slots): both are
     flattened. ``progress`` is a callable ``progress(epoch, n_epochs, metrics)``.
     """
+    prev_threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, cfg.threads))
+    try:
+        return _train(module, x_train, y_train, x_val, y_val, cfg, soft_train, soft_val, extra_loss, progress, forward)
+    finally:
+        torch.set_num_threads(prev_threads)
+
+
+def _train(module, x_train, y_train, x_val, y_val, cfg, soft_train, soft_val, extra_loss, progress, forward) -> TrainResult:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     xt = torch.from_numpy(np.ascontiguousarray(x_train, dtype=np.float32))
