@@ -25,6 +25,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import cpu_name as _cpu_name  # noqa: E402
 from edgebm.sim import ScenarioConfig, simulate  # noqa: E402
 
 ROWS = [
@@ -32,16 +33,6 @@ ROWS = [
     ("16 -> 256, 8x8 BS, 1x1 UE", ScenarioConfig(set_a=256)),
     ("16 -> 64, 8x8 BS, 4x4 UE", ScenarioConfig(ue_array=(4, 4))),
 ]
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def run(samples: int, repeats: int) -> list[tuple[str, float, float, float]]:

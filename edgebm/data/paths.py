@@ -362,7 +362,7 @@ def dataset_from_path_table(
     from dataclasses import fields as dc_fields
 
     from ..sim import ScenarioConfig, build_codebooks, measure_paths, serving_sector
-    from .simulated import codebook_arrays
+    from .simulated import NOISE_NOTE, codebook_arrays, radio_meta
 
     t, src = _as_table(table)
     ps, pos, info = _pathset(t, src)
@@ -411,25 +411,12 @@ def dataset_from_path_table(
                                                                      "n_scatterers", "vehicle_fraction")}
     scenario.update({"source": "path_table", "boresight_az_deg": float(boresight_az_deg),
                      "tx_pos": [float(v) for v in info["tx_pos"]]})
-    meta = {
-        "scenario": scenario,
-        "carrier_hz": float(cfg.carrier_hz),
-        "bs_array": list(cfg.bs_array),
-        "ue_array": list(cfg.ue_array),
-        "set_a": int(cfg.set_a),
-        "set_b": int(cfg.set_b),
-        "snr_db": float(cfg.snr_db),
-        "codebook": {"set_a": codebook_a, "codebook_seed": int(codebook_seed), "set_b": "dft",
-                     "boresight_az_deg": float(boresight_az_deg), "downtilt_deg": float(downtilt_deg), "sectors": 1},
-        "noise": "complex Gaussian added per antenna element and subcarrier to H before beamforming; "
-        "noise_dbm per sample sets the per-element SNR to snr_db; rsrp_a is noise-free; "
-        "noise stream = numpy default_rng(seed).spawn(3)[2], as edgebm.sim.simulate",
-        "seed": int(seed),
-        "generator": GENERATOR,
-        "source": "path_table",
-        "path_table": {"file": src if isinstance(table, (str, Path)) else None, "n_users": info["n_users"],
-                       "n_dropped": info["n_dropped"], "max_paths": info["max_paths"]},
-    }
+    meta = radio_meta(cfg, scenario, seed, "path_table", generator=GENERATOR,
+                      noise=NOISE_NOTE + "; noise stream = numpy default_rng(seed).spawn(3)[2], as edgebm.sim.simulate")
+    meta["codebook"] = {"set_a": codebook_a, "codebook_seed": int(codebook_seed), "set_b": "dft",
+                        "boresight_az_deg": float(boresight_az_deg), "downtilt_deg": float(downtilt_deg), "sectors": 1}
+    meta["path_table"] = {"file": src if isinstance(table, (str, Path)) else None, "n_users": info["n_users"],
+                          "n_dropped": info["n_dropped"], "max_paths": info["max_paths"]}
     ds = BeamDataset(arrays=arrays, codebooks=cbs, meta=meta)
     info.update({"boresight_az_deg": float(boresight_az_deg), "downtilt_deg": float(downtilt_deg),
                  "aod_rotation_deg": rot})

@@ -44,21 +44,30 @@ def dataset_from_sim(res: SimResult) -> BeamDataset:
     if res.traj_id is not None:
         arrays["traj_id"] = np.asarray(res.traj_id, dtype=np.int32)
         arrays["t"] = np.asarray(res.t, dtype=np.float32)
-    meta = {
-        "scenario": cfg.to_dict(),
+    meta = radio_meta(cfg, cfg.to_dict(), int(res.seed), "simulator")
+    return BeamDataset(arrays=arrays, codebooks=codebook_arrays(res.codebooks), meta=meta)
+
+
+NOISE_NOTE = ("complex Gaussian added per antenna element and subcarrier to H before beamforming; "
+              "noise_dbm per sample sets the per-element SNR to snr_db; rsrp_a is noise-free")
+
+
+def radio_meta(cfg: ScenarioConfig, scenario: dict[str, Any], seed: int, source: str, noise: str = NOISE_NOTE,
+               generator: str = GENERATOR) -> dict[str, Any]:
+    """The dataset metadata every generator writes (simulator, path-table import): radio settings and provenance."""
+    return {
+        "scenario": scenario,
         "carrier_hz": float(cfg.carrier_hz),
         "bs_array": list(cfg.bs_array),
         "ue_array": list(cfg.ue_array),
         "set_a": int(cfg.set_a),
         "set_b": int(cfg.set_b),
         "snr_db": float(cfg.snr_db),
-        "noise": "complex Gaussian added per antenna element and subcarrier to H before beamforming; "
-        "noise_dbm per sample sets the per-element SNR to snr_db; rsrp_a is noise-free",
-        "seed": int(res.seed),
-        "generator": GENERATOR,
-        "source": "simulator",
+        "noise": noise,
+        "seed": int(seed),
+        "generator": generator,
+        "source": source,
     }
-    return BeamDataset(arrays=arrays, codebooks=codebook_arrays(res.codebooks), meta=meta)
 
 
 def generate_dataset(
