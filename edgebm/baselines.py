@@ -82,8 +82,9 @@ def topk_refinement(
     """Measure the ``k`` beams a model ranks highest (noisy) and keep the strongest: |B| + k beams
     (``n_set_b=0`` for models that need no Set B sweep, e.g. position-only)."""
     cand = M.topk_indices(scores, k)
-    if k == 1:
+    if k == 1:  # nothing to compare: the prediction is used unmeasured, only the Set B sweep is paid
         chosen = cand[:, 0]
+        return Selection(name or "top1", chosen, np.full(len(rsrp_a), n_set_b, dtype=np.int64))
     else:
         meas = measure_beams(np.take_along_axis(rsrp_a, cand, axis=1), noise_dbm, rng, n_avg)
         chosen = np.take_along_axis(cand, meas.argmax(1)[:, None], axis=1)[:, 0]

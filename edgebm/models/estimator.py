@@ -96,7 +96,6 @@ class TorchBeamModel(BeamModel):
     """A PyTorch family trained with :func:`edgebm.train.train_classifier`."""
 
     module: Any = None
-    pos_scale: float = 100.0  # m: positions are divided by this for the auxiliary regression target
     history: int = 8
     horizon: int = 3
 
@@ -145,7 +144,10 @@ class TorchBeamModel(BeamModel):
         soft_v = beam_power_soft_labels(val.rsrp_a, cfg.soft_temperature) if use_soft else None
         forward = None
         if self.family == "teacher_pos":
-            pos_t = torch.from_numpy((train.pos / self.pos_scale).astype(np.float32))
+            from .fusion import normalise_positions
+
+            pos_n, _, _ = normalise_positions(train.pos)  # zero-mean, unit-variance regression target per axis
+            pos_t = torch.from_numpy(pos_n)
 
             def forward(module, xb, idx):
                 return module.aux_loss(xb, pos_t[idx])
