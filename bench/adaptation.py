@@ -11,7 +11,6 @@ types, seed 002's "how many samples to adapt").
 from __future__ import annotations
 
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np

@@ -87,8 +87,6 @@ def measure_model(name: str, module, onnx_fp32: Path, x: np.ndarray, runs: int, 
 
 
 def run(quick: bool = False, out_dir: Path = RESULTS, argv: str = "") -> str:
-    import torch
-
     from edgebm.pipeline import default_dataset, export_for_profile
     from edgebm.runtime import Predictor
     from edgebm.budget import time_callable

@@ -311,7 +311,6 @@ def cmd_train(a: argparse.Namespace) -> int:
     import time
 
     from .data import atomic_write, load_dataset
-    from .evaluate import evaluation_rows
     from .metrics import summarize
     from .models.estimator import ALL_FAMILIES, ModelError, load_model, make_model
     from .train import TrainConfig

@@ -198,7 +198,6 @@ def export_for_profile(
     if min(len(train), len(val), len(test)) < 2:
         raise ValueError(f"dataset too small to split into train/val/test: {len(ds)} samples")
     calib = train.rsrp_b[np.random.default_rng(seed).permutation(len(train))[:256]]
-    threads = prof.compute.threads
 
     cands: list[Candidate] = []
     fitted: dict[str, Any] = {}

@@ -1,8 +1,6 @@
 import json
 
 import numpy as np
-import onnx
-import pytest
 
 from edgebm.budget import analyze_onnx
 from edgebm.cli import main
