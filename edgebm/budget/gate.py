@@ -10,7 +10,7 @@ import numpy as np
 
 from ..profiles import DeviceProfile
 from .graph import GraphStats, analyze_onnx
-from .latency import LatencyStats, measure_onnx_latency
+from .latency import LatencyStats, host_threads, measure_onnx_latency
 
 __all__ = ["BudgetLine", "BudgetReport", "run_gate", "thop_flops", "FLOPS_TOLERANCE", "EXIT_PASS", "EXIT_OVER_BUDGET", "EXIT_BAD_INPUT"]
 
@@ -159,8 +159,9 @@ def run_gate(
                    ", ".join(f"{k} {v / 1024:.1f} KiB" for k, v in stats.weight_bytes_by_dtype.items())),
         BudgetLine("peak_activations", peak_kib, lim.max_peak_ram_kib, "KiB", "pass" if peak_kib <= lim.max_peak_ram_kib else "fail",
                    "liveness over the graph"),
-        BudgetLine("host_latency_p50", host.p50_ms, None, "ms", "info", f"onnxruntime, {c.threads} thread(s)"),
-        BudgetLine("host_latency_p99", host.p99_ms, None, "ms", "info", f"{host.runs} runs after {host.warmup} warm-up"),
+        BudgetLine("host_latency_p50", host.p50_ms, None, "ms", "info",
+                   f"onnxruntime, {host_threads(c.threads)} thread(s)" + (f" (profile asks {c.threads}; host has fewer cores)" if host_threads(c.threads) < c.threads else "")),
+        BudgetLine("host_latency_p99", host.p99_ms, None, "ms", "info", f"{host.runs} runs after {host.warmup} warm-up, median of 5 rounds"),
         BudgetLine("device_latency_p99", device_ms, tim.inference_budget_ms, "ms",
                    "pass" if device_ms <= tim.inference_budget_ms else "fail",
                    f"max(host p99 x {c.slowdown_vs_host:g}, roofline {roofline_ms:.3g} ms)"),

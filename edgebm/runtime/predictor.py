@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,8 @@ class Predictor:
         self.score_kind: str = self.manifest["score_kind"]  # "logits" or "probabilities"
         self.feature_output: str | None = self.manifest.get("feature_output")
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = int(threads or self.manifest.get("threads", 1))
+        # the profile's thread count, capped at this host's cores (oversubscription only adds stalls)
+        opts.intra_op_num_threads = max(1, min(int(threads or self.manifest.get("threads", 1)), os.cpu_count() or 1))
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
