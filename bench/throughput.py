@@ -29,7 +29,8 @@ def run(quick: bool = False, out_dir: Path = RESULTS, argv: str = "") -> str:
     lines += ["## Simulator", ""]
     lines += md_table(["scenario", "UE samples/s (median)", "min", "max"], [[n, round(m), round(lo), round(hi)] for n, m, lo, hi in sim_rows])
     with tempfile.TemporaryDirectory() as td:
-        res = export_for_profile("smartphone", default_dataset(4000, 0), Path(td) / "b", train_cfg=TrainConfig(epochs=5, seed=0), latency_runs=50)
+        res = export_for_profile("smartphone", default_dataset(4000, 0), Path(td) / "b", families=["mlp"],
+                                 train_cfg=TrainConfig(epochs=5, seed=0), latency_runs=50)
         rows = []
         for ues, dur, shift in ((16, 2.0 if quick else 10.0, None), (64, 1.0 if quick else 5.0, "codebook:random64")):
             cfg = EmulatorConfig(n_ues=ues, duration_s=dur, shifts=(parse_shift(shift, dur / 2),) if shift else (), seed=0)
