@@ -71,3 +71,21 @@ def test_check_corrupt_model_exit_2(tmp_path, capsys):
     bad.write_bytes(b"\x00garbage")
     assert main(["check", str(bad), "--profile", "iot"]) == 2
     assert "not a valid ONNX model" in capsys.readouterr().err
+
+
+def test_gate_counts_quantised_weights_as_weights(tmp_path, toy_dataset):
+    """int8 QDQ: folded weight DequantizeLinear is neither FLOPs nor activation memory."""
+    import torch
+
+    from edgebm.compress import quantize_onnx
+
+    torch.manual_seed(0)
+    m = BeamMLP(16, 64, hidden=(64,)).eval()
+    fp32 = export_onnx(m, toy_dataset.rsrp_b, tmp_path / "m.onnx")
+    q = tmp_path / "q.onnx"
+    quantize_onnx(fp32, q, "int8_static", calib_x=toy_dataset.rsrp_b[:64])
+    a, b = analyze_onnx(fp32), analyze_onnx(q)
+    assert b.weight_bytes < 0.5 * a.weight_bytes
+    assert b.params <= a.params  # scales and zero points are not parameters
+    assert b.flops < 1.3 * a.flops  # Q/DQ of activations only
+    assert b.peak_activation_bytes < 4 * a.peak_activation_bytes + 4096

@@ -193,7 +193,9 @@ def analyze_onnx(model: onnx.ModelProto | str | Path) -> GraphStats:
         if f:
             flops_by[op] = flops_by.get(op, 0) + int(f)
 
-    peak = _peak_activation_bytes(g, shapes, itemsize, set(inits))
+    # dequantised weights are folded into the int8 kernels by onnxruntime: weights, not activations
+    folded = {n.output[0] for n in g.node if n.op_type == "DequantizeLinear" and n.input and n.input[0] in inits}
+    peak = _peak_activation_bytes(g, shapes, itemsize, set(inits) | folded)
     return GraphStats(
         flops=int(sum(flops_by.values())),
         flops_by_op=dict(sorted(flops_by.items(), key=lambda kv: -kv[1])),
@@ -231,7 +233,7 @@ def _peak_activation_bytes(g, shapes, itemsize, inits: set[str]) -> int:
     peak = sum(live.values())
     for i, node in enumerate(g.node):
         for name in node.output:
-            if name:
+            if name and name not in inits:
                 live[name] = nbytes(name)
         peak = max(peak, sum(live.values()))
         for name in [k for k in live if last_use.get(k, -1) <= i]:
