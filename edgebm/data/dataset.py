@@ -185,16 +185,22 @@ def save_dataset(ds: BeamDataset, path: str | Path) -> Path:
     return atomic_write(path, lambda f: np.savez_compressed(f, **payload))
 
 
+def read_npz(path: str | Path, what: str = "dataset") -> dict[str, np.ndarray]:
+    """All arrays of an ``.npz`` (no pickles); :class:`DatasetError` with one line when it is missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such {what} file")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        raise DatasetError(f"{path}: not a readable .npz {what} ({e})") from None
+
+
 def load_dataset(path: str | Path) -> BeamDataset:
     """Read and validate a BeamDataset ``.npz``; :class:`DatasetError` names the bad field."""
     path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"{path}: no such dataset file")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            raw = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-        raise DatasetError(f"{path}: not a readable .npz dataset ({e})") from None
+    raw = read_npz(path, "dataset")
     if "meta_json" not in raw:
         raise DatasetError(f"{path}: field 'meta_json': missing (not an edgebm BeamDataset)")
     try:

@@ -22,13 +22,12 @@ table and re-imported with the simulator's seed gives the simulator's RSRP bit f
 from __future__ import annotations
 
 import logging
-import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from .dataset import BeamDataset, DatasetError, atomic_write
+from .dataset import BeamDataset, DatasetError, atomic_write, read_npz
 
 __all__ = ["PATH_FIELDS", "PATH_MATRICES", "INTERACTION_CODES", "MAX_POWER_DBW", "MAX_DELAY_S", "GENERATOR",
            "save_path_table", "load_path_table", "validate_path_table", "pathset_from_table",
@@ -235,15 +234,7 @@ def save_path_table(path: str | Path, arrays: Mapping[str, Any]) -> Path:
 
 def load_path_table(path: str | Path) -> dict[str, np.ndarray]:
     """Read and validate a path table ``.npz``; :class:`DatasetError` names the bad field."""
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"{path}: no such path table file")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            raw = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-        raise DatasetError(f"{path}: not a readable .npz path table ({e})") from None
-    return validate_path_table(raw, source=str(path))
+    return validate_path_table(read_npz(path, "path table"), source=str(path))
 
 
 def _as_table(table: Mapping[str, Any] | str | Path, source: str | None = None) -> tuple[dict[str, np.ndarray], str]:
