@@ -7,13 +7,25 @@ exits 2. Over-budget results are not errors: they are verdicts (exit 3).
 from __future__ import annotations
 
 __all__ = [
-    "EdgebmError", "ProfileError", "DatasetError", "BundleError", "InputError", "GraphError",
+    "EdgebmError", "ConfigError", "ProfileError", "DatasetError", "BundleError", "InputError", "GraphError",
     "ExportError", "ModelError", "EmulatorError",
 ]
 
 
 class EdgebmError(Exception):
     """Base of every error a user can cause (bad file, bad argument, bad model)."""
+
+
+class ConfigError(EdgebmError, ValueError):
+    """A configuration value (profile key, scenario field, CLI option, recipe step) is invalid.
+
+    ``field`` names the value at fault (e.g. ``"timing.ssb_period_ms"``, ``"--snr-db"``), ``problem`` says what is
+    wrong with it and ``fix`` what is allowed; callers read these attributes instead of parsing the message.
+    """
+
+    def __init__(self, field: str, problem: str, fix: str = "") -> None:
+        self.field, self.problem, self.fix = field, problem, fix
+        super().__init__(f"{field}: {problem}" + (f"; {fix}" if fix else ""))
 
 
 class ProfileError(EdgebmError, ValueError):
