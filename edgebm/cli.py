@@ -87,8 +87,10 @@ def _is_report_folder(path: Path) -> bool:
 
 def _split_sizes(n_units: int) -> tuple[int, int, int]:
     """(train, val, test) sizes of the 0.8 / 0.1 / 0.1 split of ``n_units`` samples or trajectories (as BeamDataset.split)."""
-    b = [round(f * n_units) for f in (0.0, 0.8, 0.9, 1.0)]
-    return b[1] - b[0], b[2] - b[1], b[3] - b[2]
+    import numpy as np
+
+    b = np.round(np.cumsum((0.0, 0.8, 0.1, 0.1)) * n_units).astype(int)  # the bounds BeamDataset.split computes
+    return int(b[1] - b[0]), int(b[2] - b[1]), int(b[3] - b[2])
 
 
 def _check_split(n_units: int, arg: str, minimum: tuple[int, int, int], unit: str = "samples") -> None:
@@ -594,14 +596,16 @@ def cmd_sign(a: argparse.Namespace) -> int:
 
 
 def cmd_verify(a: argparse.Namespace) -> int:
-    from .runtime import open_bundle
+    from .runtime import Predictor
     from .runtime.signing import load_public_key
 
     keys = [load_public_key(k, arg="--trusted-key") for k in a.trusted_key] or None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # extra files are listed below
-        b = open_bundle(a.bundle, trusted_keys=keys)
-    m = b.manifest
+        # everything the runtime would check: manifest, digest, signature, hashes, model, head, codebook
+        pred = Predictor(a.bundle, trusted_keys=keys, allow_failed=True)
+        _ = pred.codebook
+    b, m = pred.bundle, pred.manifest
     sig = m.signature["key_id"] if m.signature else None
     print(f"OK {a.bundle}: {m.family} for {m.profile}, verdict {m.verdict}, {len(m.files)} files verified, "
           f"bundle_digest {m.bundle_digest}; "

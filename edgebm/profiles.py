@@ -145,8 +145,8 @@ def check_profile_name(name: Any, field: str = "name", where: str = "") -> str:
 
 def _name(v: str) -> str | None:
     return None if NAME_PATTERN.match(v) else (
-        "must be 1-64 characters: a lower-case letter, then lower-case letters, digits, '_' or '-' "
-        "(it names the bundle folder export/<name>; no '/', '.' or spaces)")
+        f"{v!r} is not a profile name; use 1-64 characters: a lower-case letter, then lower-case letters, digits, '_' or '-' "
+        "(it names the bundle folder export/<name>: no '/', '.' or spaces)")
 
 
 def _positive(v: float) -> str | None:

@@ -182,7 +182,10 @@ def _scenario_for(pred: Predictor) -> ScenarioConfig:
     scen = pred.manifest.dataset.get("meta", {}).get("scenario")
     if not isinstance(scen, dict) or "city" not in scen:
         raise EmulatorError(f"{pred.bundle_dir}: bundle was not trained on simulator data; the emulator needs its scenario")
-    return ScenarioConfig.from_dict(scen)
+    try:
+        return ScenarioConfig.from_dict(scen)
+    except (ValueError, TypeError) as e:
+        raise EmulatorError(f"{pred.bundle_dir}: the bundle's scenario is not one the simulator can run ({e})") from None
 
 
 def run_emulator(

@@ -99,7 +99,7 @@ def load_private_key(path: str | Path, arg: str = "--sign-key") -> Any:
     except TypeError:
         raise ConfigError(arg, f"{path}: the private key is encrypted", "set EDGEBM_KEY_PASSPHRASE to its passphrase") from None
     except ValueError as e:
-        raise ConfigError(arg, f"{path}: not a PEM private key ({str(e).splitlines()[0]})", "give the private key written by edgebm keygen") from None
+        raise ConfigError(arg, f"{path}: not a PEM private key ({str(e).split('.')[0]})", "give the private key written by edgebm keygen") from None
     if not isinstance(key, ed25519.Ed25519PrivateKey):
         raise ConfigError(arg, f"{path}: a {type(key).__name__}, not an Ed25519 key", "make one with edgebm keygen")
     return key
