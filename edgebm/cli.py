@@ -422,7 +422,8 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
 def cmd_train(a: argparse.Namespace) -> int:
     import time
 
-    from .data import atomic_write, load_dataset
+    from .atomic import atomic_write
+    from .data import load_dataset
     from .metrics import summarize
     from .models.estimator import ALL_FAMILIES, ModelError, load_model, make_model
     from .train import TrainConfig
