@@ -548,7 +548,9 @@ def cmd_emulate(a: argparse.Namespace) -> int:
         from .runtime.signing import load_public_key
 
         keys = [load_public_key(k, arg="--trusted-key") for k in a.trusted_key]
-    man = read_manifest(a.bundle, trusted_keys=keys)  # cheap: refuse a bad bundle before simulating anything
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the Predictor in run_emulator reports unlisted files once
+        man = read_manifest(a.bundle, trusted_keys=keys)  # cheap: refuse a bad bundle before simulating anything
     if cfg.k_refine > man.n_beams_a:
         raise ConfigError("--k", f"{cfg.k_refine} beams to refine, the bundle predicts only {man.n_beams_a}", f"give --k in [1, {man.n_beams_a}]")
     with _RichProgress() as prog:
