@@ -424,6 +424,15 @@ def test_swapped_model_with_wrong_outputs_refused(toy_bundle, tmp_path):
     _rewrite(b, lambda m: None, rehash=("model.onnx",))
     with pytest.raises(BundleError, match="do not match the manifest"):
         Predictor(b)
+    # same names, other widths (the swap that made emulate crash with a matmul traceback)
+    g = helper.make_graph([helper.make_node("Identity", ["rsrp_b"], ["logits"]), helper.make_node("Identity", ["rsrp_b"], ["features"])],
+                          "g", [helper.make_tensor_value_info("rsrp_b", TensorProto.FLOAT, ["batch", 16])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 16]),
+                           helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", 16])])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(b / "model.onnx"))
+    _rewrite(b, lambda m: None, rehash=("model.onnx",))
+    with pytest.raises(BundleError, match="model tensor 'logits' has width 16, the manifest says 64"):
+        Predictor(b)
 
 
 # ---------------------------------------------------------------------------------------------- signatures

@@ -95,11 +95,7 @@ class Predictor:
             self.session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types
             raise BundleError(f"{self.bundle_dir}: onnxruntime cannot load the model: {str(e).splitlines()[0]}") from None
-        names = {o.name for o in self.session.get_outputs()}
-        wanted = [n for n in (self.score_output, self.feature_output) if n is not None]
-        if self.input_name not in {i.name for i in self.session.get_inputs()} or not set(wanted) <= names:
-            raise BundleError(f"{self.bundle_dir}: the model's inputs/outputs do not match the manifest "
-                              f"(manifest: {self.input_name} -> {', '.join(wanted)}; model: -> {', '.join(sorted(names))})")
+        self._check_graph_matches_manifest()
         self._codebook: dict[str, np.ndarray] | None = None
         # last layer as numpy arrays (head.npz): used for inference once adapted on the device
         self.head: tuple[np.ndarray, np.ndarray] | None = None
@@ -112,6 +108,24 @@ class Predictor:
             except InputError as e:
                 raise BundleError(f"{self.bundle_dir}: '{man.head_file}': {e}") from None
         self._numpy_head = man.adapted and self.head is not None
+
+    def _check_graph_matches_manifest(self) -> None:
+        """The model's input/output names and fixed widths are the manifest's (a swapped model is refused here,
+        not by a shape error in the middle of an emulator run)."""
+        man = self.manifest
+        ins = {i.name: i.shape for i in self.session.get_inputs()}
+        outs = {o.name: o.shape for o in self.session.get_outputs()}
+        wanted = [n for n in (self.score_output, self.feature_output) if n is not None]
+        if self.input_name not in ins or not set(wanted) <= set(outs):
+            raise BundleError(f"{self.bundle_dir}: the model's inputs/outputs do not match the manifest "
+                              f"(manifest: {self.input_name} -> {', '.join(wanted)}; model: {', '.join(ins)} -> {', '.join(outs)})")
+        expect = {self.input_name: (ins, self.n_b), self.score_output: (outs, self.n_a)}
+        if self.feature_output is not None and man.feature_dim is not None:
+            expect[self.feature_output] = (outs, man.feature_dim)
+        for name, (table, width) in expect.items():
+            last = table[name][-1] if table[name] else None
+            if isinstance(last, int) and last != width:
+                raise BundleError(f"{self.bundle_dir}: model tensor {name!r} has width {last}, the manifest says {width}")
 
     # -- head -------------------------------------------------------------------------------------
     def _checked_head(self, w: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -175,11 +189,16 @@ class Predictor:
         if self._numpy_head:
             w, b = self.head  # type: ignore[misc]
             f = self._run(x, [self.feature_output])[0]  # type: ignore[list-item]
+            if f.shape[-1] != w.shape[1]:  # a model with dynamic widths that disagrees with its head
+                raise BundleError(f"{self.bundle_dir}: model features have width {f.shape[-1]}, the head expects {w.shape[1]}")
             # a few rows: einsum's own loop, not BLAS — multi-threaded BLAS spin-waits on a busy core and
             # turned 10 us into tens of ms at p99 in the emulator; batches still use BLAS
             z = np.einsum("bf,af->ba", f, w) if len(f) <= 8 else f @ w.T
             return z + b, "logits"
-        return self._run(x, [self.score_output])[0], self.score_kind
+        s = self._run(x, [self.score_output])[0]
+        if s.shape[-1] != self.n_a:
+            raise BundleError(f"{self.bundle_dir}: model gives {s.shape[-1]} scores per row, the manifest says n_beams_a = {self.n_a}")
+        return s, self.score_kind
 
     def decision_scores(self, rsrp_b: Any) -> np.ndarray:
         """Log-domain scores over all Set A beams (logits, or log-probabilities for probability
