@@ -92,8 +92,10 @@ def _scenario_from_args(a: argparse.Namespace):
     """ScenarioConfig (named city) or RandomScenario from the ``data generate`` options."""
     from .errors import ConfigError
     from .sim import RandomScenario, ScenarioConfig
+    from .sim.config import radio_default
 
-    snr = _snr_range(a.snr_db)
+    snr = _snr_range(a.snr_db) if a.snr_db is not None else (
+        RandomScenario().snr_db if a.scenario == "random" else (radio_default("snr_db"),) * 2)
     rand_ue, rand_fc = a.ue_array == "random", a.carrier == "random"
     ue = (1, 1) if rand_ue else _array_shape_or_cli(a.ue_array, "--ue-array")
     try:
@@ -153,7 +155,12 @@ def cmd_data_generate(a: argparse.Namespace) -> int:
         raise CliError(f"--seed must be >= 0, got {a.seed}")
     con = _console()
     where = f"{scn.cities} random cities" if is_random else a.scenario
-    with con.status(f"simulating {a.samples if traj is None else traj[0] * traj[1]} UE samples in {where}..."):
+    n_total = a.samples if traj is None else traj[0] * traj[1]
+    if a.shards is not None:
+        return _generate_shards(a, scn, traj, con, where, n_total)
+    if a.workers != 1:
+        raise CliError("--workers: parallel generation needs --shards N (shards are generated independently)")
+    with con.status(f"simulating {n_total} UE samples in {where}..."):
         if a.paths_out:
             from .data.paths import save_path_table
             from .data.simulated import dataset_from_sim
@@ -170,6 +177,34 @@ def cmd_data_generate(a: argparse.Namespace) -> int:
     path = save_dataset(ds, a.out)
     extra = f", {len(np.unique(ds.city_id))} cities" if is_random else ""
     con.print(f"wrote {path}: {len(ds)} samples, Set B {ds.n_b} -> Set A {ds.n_a}, LOS {ds.los.mean():.0%}{extra}")
+    return EXIT_OK
+
+
+def _generate_shards(a: argparse.Namespace, scn: Any, traj: Any, con: Any, where: str, n_total: int) -> int:
+    from .data.shards import ShardSpec, read_index, write_shards
+    from .errors import ConfigError
+
+    if a.paths_out:
+        raise CliError("--paths-out: not available with --shards (write a single file to export paths)")
+    if a.workers < 1:
+        raise CliError(f"--workers must be >= 1, got {a.workers}")
+    try:
+        spec = ShardSpec(scn, a.samples, a.seed, a.shards, trajectories=traj)
+    except ConfigError as e:
+        raise CliError(f"--{e.field.split('.')[0].replace('_', '-')}: {e.problem}" + (f"; {e.fix}" if e.fix else "")) from None
+    with _RichProgress() as prog:
+        prog("shards", 0, spec.shards, f"{n_total} UE samples in {where}")
+        report = lambda done, total: prog("shards", done, total, f"{n_total} UE samples in {where}")  # noqa: E731
+        if a.workers > 1:
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(max_workers=a.workers) as pool:
+                out = write_shards(spec, a.out, map_fn=pool.map, progress=report)
+        else:
+            out = write_shards(spec, a.out, progress=report)
+    idx = read_index(out)
+    con.print(f"wrote {out}/: {idx['n_samples']} samples in {len(idx['shards'])} shards + index.json, "
+              f"Set B {idx['set_b']} -> Set A {idx['set_a']}")
     return EXIT_OK
 
 
@@ -218,19 +253,25 @@ def cmd_data_raytrace(a: argparse.Namespace) -> int:
 
 
 def cmd_data_info(a: argparse.Namespace) -> int:
+    import numpy as np
     from rich.table import Table
 
-    from .data import load_dataset
+    from .data import open_dataset
 
-    ds = load_dataset(a.file)
-    t = Table(title=str(a.file))
-    t.add_column("field")
-    t.add_column("shape")
-    t.add_column("dtype")
-    t.add_column("min", justify="right")
-    t.add_column("max", justify="right")
-    for k, v in ds.arrays.items():
-        t.add_row(k, str(v.shape), str(v.dtype), f"{v.min():.4g}", f"{v.max():.4g}")
+    ds = open_dataset(a.file)          # a file or a shard folder; statistics one shard at a time
+    stats: dict[str, list[Any]] = {}
+    for j in range(ds.n_shards):
+        part = ds.shard(j)
+        for k, v in part.arrays.items():
+            lo, hi = (float(v.min()), float(v.max())) if v.size else (np.nan, np.nan)
+            st = stats.setdefault(k, [v.shape[1:], v.dtype, lo, hi])
+            st[2], st[3] = min(st[2], lo), max(st[3], hi)
+    title = str(a.file) + (f" ({ds.n_shards} shards)" if ds.n_shards > 1 or Path(a.file).is_dir() else "")
+    t = Table(title=title)
+    for col, just in (("field", "left"), ("shape", "left"), ("dtype", "left"), ("min", "right"), ("max", "right")):
+        t.add_column(col, justify=just)
+    for k, (tail, dtype, lo, hi) in stats.items():
+        t.add_row(k, str((len(ds),) + tuple(tail)), str(dtype), f"{lo:.4g}", f"{hi:.4g}")
     _console(False).print(t)
     print(json.dumps(ds.meta, indent=2))
     return EXIT_OK
@@ -535,7 +576,9 @@ def _radio_arguments(p: argparse.ArgumentParser, names: Sequence[str], ranged: S
         shown = "x".join(map(str, d)) if isinstance(d, tuple) else f"{d:g}" if isinstance(d, float) else str(d)
         if name in ranged:
             kind: Any = str
-            default: Any = shown
+            default: Any = None if name == "snr_db" else shown
+            if name == "snr_db":
+                shown += "; random scenario 0:30"
         else:
             kind = _array_shape if isinstance(d, tuple) else type(d)
             default = d
@@ -561,7 +604,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "region", "codebook_a", "codebook_seed"), ranged=("snr_db", "carrier_hz", "ue_array"))
     g.add_argument("--trajectories", default=None, metavar="N_UES:N_STEPS:DT_S", help="UEs moving along streets instead of drops")
     g.add_argument("--paths-out", default=None, help="also write the simulator's paths as a path table .npz")
-    g.add_argument("--out", required=True, help="output .npz")
+    g.add_argument("--shards", type=int, default=None, metavar="N", help="write a folder of N .npz shards + "
+                   "index.json (--out is the folder; loads as one dataset everywhere, streams with open_dataset)")
+    g.add_argument("--workers", type=int, default=1, help="processes generating shards in parallel (same bytes; default 1)")
+    g.add_argument("--out", required=True, help="output .npz (or folder with --shards)")
     g.set_defaults(func=cmd_data_generate)
     fp = d.add_parser("from-paths", help="build a BeamDataset from a ray-traced path table (docs/path_table.md)")
     fp.add_argument("paths", help="path table .npz (DeepMIMO v4 names)")
@@ -580,8 +626,8 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--seed", type=int, default=0)
     rt.add_argument("--out", required=True)
     rt.set_defaults(func=cmd_data_raytrace)
-    i = d.add_parser("info", help="validate and summarise a dataset")
-    i.add_argument("file")
+    i = d.add_parser("info", help="validate and summarise a dataset (.npz or shard folder)")
+    i.add_argument("file", help="dataset .npz or shard folder")
     i.set_defaults(func=cmd_data_info)
 
     pr = sub.add_parser("profiles", help="list or show device profiles").add_subparsers(dest="profiles_cmd", required=True, metavar="SUBCOMMAND")

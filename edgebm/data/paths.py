@@ -28,7 +28,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..errors import ConfigError
-from .dataset import BeamDataset, DatasetError, atomic_write, read_npz
+from .dataset import BeamDataset, DatasetError, atomic_write
+from .npz import read_npz, write_npz
 
 __all__ = ["PATH_FIELDS", "PATH_MATRICES", "INTERACTION_CODES", "MAX_POWER_DBW", "MAX_DELAY_S", "GENERATOR",
            "save_path_table", "load_path_table", "validate_path_table", "pathset_from_table",
@@ -59,7 +60,8 @@ PATH_FIELDS: dict[str, tuple[str, str, str, bool, str]] = {
     "bs_boresight_az": ("scalar", "fiu", "deg", False, "BS panel boresight azimuth (default for the importer)"),
     "bs_downtilt": ("scalar", "fiu", "deg", False, "BS panel downtilt (default for the importer)"),
     "inter_pos": ("N,P,I,3", "f", "m", False, "DeepMIMO interaction positions (carried, not used)"),
-    "los": ("N", "fiu", "", False, "DeepMIMO LoS status -1/0/1 (carried; the importer derives LoS from `inter`)"),
+    "los": ("N", "fiub", "", False, "DeepMIMO LoS status -1/0/1 or a boolean (carried; the importer derives LoS "
+            "from `inter`)"),
 }
 PATH_MATRICES = ("power", "phase", "delay", "aoa_az", "aoa_el", "aod_az", "aod_el", "inter")
 INTERACTION_CODES = {0: "line of sight", 1: "reflection", 2: "diffraction", 3: "scattering", 4: "transmission"}
@@ -230,7 +232,7 @@ def save_path_table(path: str | Path, arrays: Mapping[str, Any]) -> Path:
     """Validate ``arrays`` (see :func:`validate_path_table`) and write them to ``path`` (.npz,
     compressed) atomically, under the same names and dtypes (plus ``num_paths`` when absent)."""
     table = validate_path_table(arrays, source=str(path))
-    return atomic_write(path, lambda f: np.savez_compressed(f, **table))
+    return atomic_write(path, lambda f: write_npz(f, table))
 
 
 def load_path_table(path: str | Path) -> dict[str, np.ndarray]:
