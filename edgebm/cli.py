@@ -211,7 +211,16 @@ def _generate_shards(a: argparse.Namespace, scn: Any, traj: Any, con: Any, where
 def cmd_data_from_paths(a: argparse.Namespace) -> int:
     from .data import save_dataset
     from .data.paths import dataset_from_path_table, load_path_table
+    from .errors import ConfigError
+    from .sim import ScenarioConfig
 
+    try:    # the radio options first (cheap), with the flag's name in the message
+        ScenarioConfig(bs_array=a.bs_array, ue_array=a.ue_array, set_b=a.set_b, set_a=a.set_a, snr_db=a.snr_db,
+                       n_subcarriers=a.subcarriers, downtilt_deg=8.0 if a.downtilt is None else a.downtilt)
+    except ConfigError as e:
+        if e.field.endswith("downtilt_deg"):
+            raise CliError(f"--downtilt: {e.problem}; {e.fix}") from None
+        raise _radio_error(e) from None
     table = load_path_table(a.paths)
     try:
         ds, info = dataset_from_path_table(
