@@ -1,10 +1,14 @@
-"""Scenario-simulator throughput: UE samples per second on one CPU core.
+"""Scenario-simulator throughput: UE samples per second on one CPU core, named city vs random cities.
 
     python bench/sim_throughput.py [--samples N] [--repeats R] [--out FILE.md]
 
 Rows: the default scenario (city0, 28 GHz, 8x8 BS, Set B 16 -> Set A 64, 1x1 UE, 24 subcarriers),
-the same with Set A 256, and with a 4x4 UE array. BLAS is pinned to one thread before numpy is
-imported; the first call of each row (city tables, codebooks) is a warm-up and is not timed.
+the same with Set A 256, and with a 4x4 UE array; then the random scenario (16 -> 64, SNR 0-30 dB per
+sample): one random city whose tables are already built (the simulation alone), and N samples spread
+over N / 1000, N / 5000 and N / 200 fresh random cities, each timed run drawing new cities (so the time
+includes building every city: layout, raster, wedge tables). BLAS is pinned to one thread before numpy is
+imported; the first call of each row (caches) is a warm-up and is not timed; rows are timed round-robin
+(run 1 of every row, then run 2, ...) so that load from other processes spreads over all rows alike.
 """
 
 from __future__ import annotations
@@ -21,31 +25,56 @@ import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import cpu_name as _cpu_name  # noqa: E402
-from edgebm.sim import ScenarioConfig, simulate  # noqa: E402
+from edgebm.sim import RandomScenario, ScenarioConfig, simulate, simulate_random  # noqa: E402
 
-ROWS = [
-    ("16 -> 64, 8x8 BS, 1x1 UE", ScenarioConfig()),
-    ("16 -> 256, 8x8 BS, 1x1 UE", ScenarioConfig(set_a=256)),
-    ("16 -> 64, 8x8 BS, 4x4 UE", ScenarioConfig(ue_array=(4, 4))),
+
+def _named(cfg: ScenarioConfig) -> Callable[[int, int], object]:
+    return lambda n, run: simulate(cfg, n, seed=1 + run)
+
+
+def _random(per_city: int | None) -> Callable[[int, int], object]:
+    if per_city is None:        # one city, built by the warm-up; fresh drops each run
+        return lambda n, run: simulate_random(RandomScenario(cities=1), n, seed=0, stream=1 + run)
+    # new dataset seed every run -> new cities, built inside the timed call
+    return lambda n, run: simulate_random(RandomScenario(cities=max(1, n // per_city)), n, seed=1000 + 7 * run)
+
+
+ROWS: list[tuple[str, Callable[[int, int], object]]] = [
+    ("city0, 16 -> 64, 8x8 BS, 1x1 UE", _named(ScenarioConfig())),
+    ("city0, 16 -> 256, 8x8 BS, 1x1 UE", _named(ScenarioConfig(set_a=256))),
+    ("city0, 16 -> 64, 8x8 BS, 4x4 UE", _named(ScenarioConfig(ue_array=(4, 4)))),
+    ("random, 16 -> 64, 1 city (built before timing)", _random(None)),
+    ("random, 16 -> 64, 5000 samples per city, cities built in the run", _random(5000)),
+    ("random, 16 -> 64, 1000 samples per city, cities built in the run", _random(1000)),
+    ("random, 16 -> 64, 200 samples per city, cities built in the run", _random(200)),
 ]
 
 
 def run(samples: int, repeats: int) -> list[tuple[str, float, float, float]]:
-    out = []
-    for name, cfg in ROWS:
-        simulate(cfg, 256, seed=0)                       # warm-up: caches
-        rates = []
-        for r in range(repeats):
+    """``(row, median, min, max)`` samples/s per row; rows timed round-robin."""
+    rates: dict[str, list[float]] = {name: [] for name, _ in ROWS}
+    for name, fn in ROWS:
+        fn(256, -1)                                      # warm-up: caches (codebooks, city0 / one random city)
+    for r in range(repeats):
+        for name, fn in ROWS:
             t = time.perf_counter()
-            simulate(cfg, samples, seed=1 + r)
-            rates.append(samples / (time.perf_counter() - t))
-        out.append((name, statistics.median(rates), min(rates), max(rates)))
-    return out
+            fn(samples, r)
+            rates[name].append(samples / (time.perf_counter() - t))
+    return [(name, statistics.median(v), min(v), max(v)) for name, v in rates.items()]
+
+
+def city_cost_ms(results: list[tuple[str, float, float, float]]) -> float | None:
+    """Building one random city (ms), from the medians: 1000 / rate(1000 per city) - 1000 / rate(1 built city)."""
+    med = {name: m for name, m, _, _ in results}
+    a = med.get("random, 16 -> 64, 1000 samples per city, cities built in the run")
+    b = med.get("random, 16 -> 64, 1 city (built before timing)")
+    return None if a is None or b is None else 1000.0 * (1000.0 / a - 1000.0 / b)
 
 
 def table(results, samples: int, repeats: int, argv: list[str]) -> str:
@@ -57,13 +86,20 @@ def table(results, samples: int, repeats: int, argv: list[str]) -> str:
         f"- machine: {platform.platform()}, {_cpu_name()}, {os.cpu_count()} logical CPUs (BLAS pinned to 1 thread)",
         f"- python {platform.python_version()}, numpy {np.__version__}",
         f"- date: {now}",
-        f"- {samples} UE samples per run, {repeats} runs per row (median, min, max); 28 GHz, city0, 24 subcarriers, SNR 20 dB",
+        f"- {samples} UE samples per run, {repeats} runs per row, timed round-robin (median, min, max); 28 GHz, "
+        "24 subcarriers; city0 at SNR 20 dB, random cities at SNR 0-30 dB per sample",
         "",
-        "| scenario | samples/s (median) | min | max |",
-        "|---|---:|---:|---:|",
+        "| scenario | samples/s (median) | min | max | vs city0 16 -> 64 |",
+        "|---|---:|---:|---:|---:|",
     ]
+    ref = results[0][1]
     for name, med, lo, hi in results:
-        lines.append(f"| {name} | {med:,.0f} | {lo:,.0f} | {hi:,.0f} |")
+        lines.append(f"| {name} | {med:,.0f} | {lo:,.0f} | {hi:,.0f} | {med / ref:.2f}x |")
+    cost = city_cost_ms(results)
+    if cost is not None:
+        lines += ["", f"Building one random city (layout, raster, the wedge tables its UEs use) costs about "
+                  f"{cost:.0f} ms (from the medians: 1000 / rate(1000 per city) - 1000 / rate(1 built city)); "
+                  "throughput with S samples per city is about 1 / (1 / rate(1 built city) + cost / S)."]
     return "\n".join(lines) + "\n"
 
 
