@@ -160,6 +160,8 @@ def cmd_data_generate(a: argparse.Namespace) -> int:
         return _generate_shards(a, scn, traj, con, where, n_total)
     if a.workers != 1:
         raise CliError("--workers: parallel generation needs --shards N (shards are generated independently)")
+    if Path(a.out).is_dir():
+        raise CliError(f"--out: {a.out} is a folder; pass --shards N to write a shard folder, or give a .npz file name")
     with con.status(f"simulating {n_total} UE samples in {where}..."):
         if a.paths_out:
             from .data.paths import save_path_table

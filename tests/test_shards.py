@@ -187,5 +187,7 @@ def test_cli_shards_everywhere(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "run"), "--data", str(out), "--json"]) == 0
     rc = main(["data", "generate", "--samples", "10", "--workers", "2", "--out", str(tmp_path / "x.npz")])
     assert rc == 2 and "--workers" in capsys.readouterr().err
+    rc = main(["data", "generate", "--samples", "10", "--out", str(out)])
+    assert rc == 2 and "is a folder; pass --shards" in capsys.readouterr().err
     rc = main(["data", "generate", "--samples", "10", "--shards", "20", "--out", str(tmp_path / "y")])
     assert rc == 2 and "--shards: 20 shards for 10 samples" in capsys.readouterr().err
