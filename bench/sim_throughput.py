@@ -56,8 +56,12 @@ ROWS: list[tuple[str, Callable[[int, int], object]]] = [
 ]
 
 
+LOAD: list[float] = []      # 1-minute load average before and after the timed runs (shared machines)
+
+
 def run(samples: int, repeats: int) -> list[tuple[str, float, float, float]]:
     """``(row, median, min, max)`` samples/s per row; rows timed round-robin."""
+    LOAD[:] = [os.getloadavg()[0]]
     rates: dict[str, list[float]] = {name: [] for name, _ in ROWS}
     for name, fn in ROWS:
         fn(256, -1)                                      # warm-up: caches (codebooks, city0 / one random city)
@@ -66,6 +70,7 @@ def run(samples: int, repeats: int) -> list[tuple[str, float, float, float]]:
             t = time.perf_counter()
             fn(samples, r)
             rates[name].append(samples / (time.perf_counter() - t))
+    LOAD.append(os.getloadavg()[0])
     return [(name, statistics.median(v), min(v), max(v)) for name, v in rates.items()]
 
 
@@ -85,6 +90,9 @@ def table(results, samples: int, repeats: int, argv: list[str]) -> str:
         f"- command: `python bench/sim_throughput.py {' '.join(argv)}`".rstrip(),
         f"- machine: {platform.platform()}, {_cpu_name()}, {os.cpu_count()} logical CPUs (BLAS pinned to 1 thread)",
         f"- python {platform.python_version()}, numpy {np.__version__}",
+        *([f"- 1-minute load average {LOAD[0]:.1f} before, {LOAD[-1]:.1f} after the timed runs on "
+           f"{os.cpu_count()} CPUs (other jobs share this machine: absolute rates scale with the load, the "
+           "ratios between rows timed round-robin are the result)"] if LOAD else []),
         f"- date: {now}",
         f"- {samples} UE samples per run, {repeats} runs per row, timed round-robin (median, min, max); 28 GHz, "
         "24 subcarriers; city0 at SNR 20 dB, random cities at SNR 0-30 dB per sample",
