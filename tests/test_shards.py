@@ -191,3 +191,12 @@ def test_cli_shards_everywhere(tmp_path, capsys):
     assert rc == 2 and "is a folder; pass --shards" in capsys.readouterr().err
     rc = main(["data", "generate", "--samples", "10", "--shards", "20", "--out", str(tmp_path / "y")])
     assert rc == 2 and "--shards: 20 shards for 10 samples" in capsys.readouterr().err
+
+
+def test_folder_larger_than_memory_limit_is_streamed_not_loaded(rand_folder, monkeypatch):
+    import edgebm.data.npz as npz
+
+    monkeypatch.setattr(npz, "MAX_ARRAY_BYTES", 150_000)     # 600 samples x 354 B > 150 kB; one shard (~112 kB) fits
+    with pytest.raises(DatasetError, match="stream it with"):
+        load_dataset(rand_folder)
+    assert sum(len(b["best_a"]) for b in open_dataset(rand_folder).iter_batches(64)) == 600

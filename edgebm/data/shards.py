@@ -402,7 +402,15 @@ class ShardedDataset:
         """Every shard concatenated into one :class:`BeamDataset` (holds the whole dataset in memory)."""
         if self.index is None:
             return self.shard(0)
-        parts = [self.shard(0)] + [self.shard(j) for j in range(1, self.n_shards)]
+        from .npz import MAX_ARRAY_BYTES
+
+        first = self.shard(0)
+        need = sum(a.nbytes for a in first.arrays.values()) / max(1, len(first)) * len(self)
+        if need > MAX_ARRAY_BYTES:
+            raise DatasetError(f"{self.path}: {len(self)} samples need about {need / 2**30:.1f} GiB in memory, more "
+                               f"than the {MAX_ARRAY_BYTES / 2**30:.1f} GiB allowed; stream it with "
+                               "edgebm.data.open_dataset(path).iter_batches(...) instead of loading it whole")
+        parts = [first] + [self.shard(j) for j in range(1, self.n_shards)]
         keys = set(parts[0].arrays)
         for j, p in enumerate(parts):
             if set(p.arrays) != keys:
