@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import cpu_name as _cpu_name  # noqa: E402
+from edgebm.atomic import atomic_write_text  # noqa: E402
 from edgebm.sim import RandomScenario, ScenarioConfig, simulate, simulate_random  # noqa: E402
 
 
@@ -135,10 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     md = table(run(a.samples, a.repeats), a.samples, a.repeats, argv)
     print(md, end="")
     if a.out is not None:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = a.out.with_name(a.out.name + ".tmp")
-        tmp.write_text(md)
-        os.replace(tmp, a.out)
+        atomic_write_text(a.out, md)
     return 0
 
 

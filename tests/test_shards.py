@@ -96,12 +96,12 @@ def test_refuses_foreign_folder_and_file(tmp_path):
     (user / "notes.txt").write_text("keep me")
     (user / "sub" / "thesis.tex").write_text("keep me too")
     small = ShardSpec(ScenarioConfig(), 20, seed=0, shards=2)
-    with pytest.raises(DatasetError, match="not an edgebm shard folder"):
+    with pytest.raises(ConfigError, match="not an edgebm shard folder"):
         write_shards(small, user)
     assert (user / "notes.txt").read_text() == "keep me" and (user / "sub" / "thesis.tex").exists()
     f = tmp_path / "afile"
     f.write_text("x")
-    with pytest.raises(DatasetError, match="is a file"):
+    with pytest.raises(ConfigError, match="is an existing file"):
         write_shards(small, f)
     assert f.read_text() == "x"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "thesis"]     # no temp folders left

@@ -8,14 +8,13 @@ dtypes, NaNs and metadata and raises :class:`DatasetError` naming the field at f
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_write
 from ..errors import DatasetError
 from .npz import read_npz, write_npz
 
@@ -250,28 +249,6 @@ def validate(arrays: dict[str, np.ndarray], codebooks: dict[str, np.ndarray], me
         ok = False
     if not ok:
         raise DatasetError(f"{source}: field 'meta.set_a': metadata says {meta['set_a']!r}->{meta['set_b']!r}, arrays are {dims}")
-
-
-def atomic_write(path: str | Path, write: Any, suffix: str = "") -> Path:
-    """Call ``write(fileobj)`` on a temp file next to ``path`` then rename it into place.
-
-    An interrupted write never leaves a half-written ``path`` behind. The file gets the permissions a plain
-    ``open(path, "w")`` would (0666 minus the umask), not the temp file's 0600.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def save_dataset(ds: BeamDataset, path: str | Path) -> Path:

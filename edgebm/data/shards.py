@@ -14,10 +14,12 @@ process pool, Ray tasks). Seeds: a named scenario's shard j simulates with the s
 ``SeedSequence([SHARD_DOMAIN, seed, j])`` draws; the random scenario's shard j draws from the cities
 ``k = j, j + N, j + 2N, ...`` (or city ``j mod K`` when K < N) with sample stream j of the dataset seed (see
 :func:`edgebm.sim.simulate_random`), so every city's geometry is built by one shard only. The folder is
-written as a temp folder next to ``DIR`` and renamed into place; an existing ``DIR`` is replaced only when it
-is an edgebm shard folder (or empty): ``DIR`` is renamed to ``.DIR.old-*``, the new folder to ``DIR``, then the
-old one is removed. If a crash hits between the two renames, the next :func:`write_shards` (or
-:func:`load_dataset`) on ``DIR`` renames the complete ``.DIR.old-*`` back; stale temp folders are removed.
+written as a temp folder next to ``DIR`` (:mod:`edgebm.atomic`) and renamed into place; an existing ``DIR`` is
+replaced only when it is an edgebm shard folder (index.json and shard files only) or empty, anything else is
+refused before any simulation (:func:`edgebm.outputs.check_output_folder`): ``DIR`` is renamed to
+``.DIR.old-*``, the new folder to ``DIR``, then the old one is removed. If a crash hits between the two renames,
+the next :func:`write_shards` (or :func:`load_dataset` / :func:`open_dataset`) on ``DIR`` renames the complete
+``.DIR.old-*`` back; temp folders of dead writers are removed.
 
 Reading: :func:`load_shard_folder` (used by :func:`edgebm.data.load_dataset` for a folder) verifies every shard's
 sha256 and schema, checks that all shards share the codebooks, and concatenates them. :func:`open_dataset`
@@ -39,9 +41,11 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from ..atomic import OLD_TAG, atomic_write, clean_stale_siblings, fsync_dir, temp_dir_beside
 from ..errors import ConfigError, DatasetError
+from ..outputs import check_output_folder
 from ..sim import RandomScenario, ScenarioConfig
-from .dataset import BeamDataset, atomic_write, load_dataset_file, save_dataset
+from .dataset import BeamDataset, load_dataset_file, save_dataset
 
 __all__ = ["ShardSpec", "generate_shard", "write_shards", "load_shard_folder", "open_dataset", "ShardedDataset",
            "read_index", "shard_name", "recover_folder", "SHARD_FORMAT", "INDEX_NAME", "SHARD_DOMAIN"]
@@ -176,68 +180,36 @@ def _sha256(path: Path) -> str:
 
 
 def _is_shard_folder(path: Path) -> bool:
+    """True for a folder holding an edgebm shard index and nothing but shard files (what write_shards writes)."""
     try:
-        return json.loads((path / INDEX_NAME).read_text(encoding="utf-8")).get("format") == SHARD_FORMAT
+        if json.loads((path / INDEX_NAME).read_text(encoding="utf-8")).get("format") != SHARD_FORMAT:
+            return False
+        return all(p.is_file() and (p.name == INDEX_NAME or _SHARD_RE.match(p.name)) for p in path.iterdir())
     except (OSError, ValueError, AttributeError):
         return False
 
 
-def _siblings(out: Path, kind: str) -> list[Path]:
-    return sorted(out.parent.glob(f".{out.name}.{kind}-*"))
-
-
-def recover_folder(out: Path) -> None:
-    """Finish an interrupted replacement of ``out`` (see the module doc) and remove stale temp folders."""
-    if not out.exists():
-        for old in reversed(_siblings(out, "old")):
-            if _is_shard_folder(old):
-                os.replace(old, out)
-                break
-    for stale in _siblings(out, "tmp") + (_siblings(out, "old") if out.exists() else []):
-        if _writer_alive(stale):
-            continue
-        names = {p.name for p in stale.iterdir()} if stale.is_dir() else {"?"}
-        if all(_SHARD_RE.match(n) or n == INDEX_NAME or n.startswith(".") for n in names):   # only what we write
-            shutil.rmtree(stale, ignore_errors=True)
-
-
-def _writer_alive(folder: Path) -> bool:
-    """True when the process that named ``.DIR.tmp-<pid>-*`` / ``.DIR.old-<pid>-*`` is still running."""
-    try:
-        pid = int(folder.name.rsplit("-", 2)[-2])
-        if pid == os.getpid():
-            return False
-        os.kill(pid, 0)
-        return True
-    except (ValueError, IndexError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-
-
-def _check_target(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise DatasetError(f"{out}: exists and is a file; a shard folder needs a folder path (choose another --out)")
-    if out.is_dir() and any(out.iterdir()) and not _is_shard_folder(out):
-        raise DatasetError(f"{out}: exists and is not an edgebm shard folder (no {INDEX_NAME}); it is left untouched: "
-                           "choose another --out or remove it yourself")
+def recover_folder(out: str | Path) -> None:
+    """Finish an interrupted replacement of the shard folder ``out`` (the complete previous version is renamed
+    back when ``out`` is missing) and remove temp siblings of dead writers (:func:`edgebm.atomic.clean_stale_siblings`)."""
+    clean_stale_siblings(out)
 
 
 def write_shards(spec: ShardSpec, out: str | Path, map_fn: Callable[[Callable[[int], Path], Iterable[int]], Iterable[Path]] = map,
-                 progress: Callable[[int, int], None] | None = None) -> Path:
+                 progress: Callable[[int, int], None] | None = None, arg: str = "--out") -> Path:
     """Write the shard folder ``out`` for ``spec`` atomically (see the module doc) and return it.
 
     ``map_fn(f, range(spec.shards))`` runs ``f = partial(generate_shard, spec, out_dir=<temp folder>)`` over the
     shard indices: the builtin ``map`` (serial, default), ``ProcessPoolExecutor.map``, or a Ray-backed map; the
-    result does not depend on it. ``progress(done, total)`` is called as shards finish. Refuses (DatasetError) an
-    ``out`` that exists and is not an edgebm shard folder or an empty folder.
+    result does not depend on it. ``progress(done, total)`` is called as shards finish. ``out`` must be new,
+    empty or an edgebm shard folder: anything else raises :class:`~edgebm.errors.ConfigError` naming ``arg``
+    (checked before any simulation, and again before the swap) and is left untouched.
     """
     out = Path(out)
+    check_output_folder(out, arg, _is_shard_folder, "shard folder")
     out.parent.mkdir(parents=True, exist_ok=True)
-    recover_folder(out)
-    _check_target(out)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    tmp.mkdir()
+    tmp = temp_dir_beside(out)
+    old: Path | None = None
     try:
         paths = []
         for done, p in enumerate(map_fn(partial(generate_shard, spec, out_dir=tmp), range(spec.shards)), 1):
@@ -246,18 +218,20 @@ def write_shards(spec: ShardSpec, out: str | Path, map_fn: Callable[[Callable[[i
                 progress(done, spec.shards)
         index = _index_for(spec, tmp, paths)
         atomic_write(tmp / INDEX_NAME, lambda f: f.write((json.dumps(index, indent=1, sort_keys=True) + "\n").encode()))
-        _check_target(out)          # still safe to replace (checked again after the long generation)
+        check_output_folder(out, arg, _is_shard_folder, "shard folder")   # still safe after the long generation
         if out.is_dir() and not any(out.iterdir()):
             out.rmdir()
         if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
-            os.replace(out, old)
-            os.replace(tmp, out)
+            old = out.with_name(f".{out.name}.{OLD_TAG}-{os.getpid()}-{secrets.token_hex(4)}")
+            out.rename(old)
+        tmp.rename(out)      # between the two renames: out missing, the old and the complete new folder on disk
+        fsync_dir(out.parent)
+        if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and old.exists() and not out.exists():
+            old.rename(out)  # put the previous version back
         raise
     return out
 
