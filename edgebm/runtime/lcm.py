@@ -37,7 +37,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from .functionality import check_configuration
-from .monitor import ModelMonitor, MonitorAlarm, MonitorConfig, binomial_upper_bound, margin_hits, mcnemar_p_value
+from .monitor import ModelMonitor, MonitorAlarm, MonitorConfig, binomial_upper_bound, mcnemar_p_value
 
 __all__ = ["Action", "LcmEvent", "LcmConfig", "RegisteredBundle", "LifeCycleManager"]
 
@@ -152,6 +152,7 @@ class LifeCycleManager:
         self._deactivated_for = ""  # trigger of the last deactivation ("monitor" / "configuration")
         self.events: list[LcmEvent] = []
         self.alarms: list[tuple[float, MonitorAlarm]] = []
+        self.last_hits: tuple[list[bool], list[bool], list[bool]] = ([], [], [])  # (top-1, top-K, legacy) of the last on_labels call
 
     # -- state -------------------------------------------------------------------------------------
     @property
@@ -213,16 +214,22 @@ class LifeCycleManager:
         this cycle, also when it runs in shadow), the legacy procedure's beam (n,) on the same
         measurement. Returns the decisions taken."""
         x_b, meas_a = np.atleast_2d(x_b), np.atleast_2d(meas_a)
-        top = np.minimum(np.atleast_2d(top), meas_a.shape[1] - 1)
-        best = meas_a.max(axis=1)
-        tr = np.take_along_axis(meas_a, top, axis=1)
-        hit1, hitk = margin_hits(tr, best, self.cfg.monitor.margin_db)
-        leg = np.take_along_axis(meas_a, np.asarray(legacy_beam).reshape(-1, 1), axis=1)[:, 0] >= best - self.cfg.monitor.margin_db
+        n, a = meas_a.shape
+        top = np.atleast_2d(top)
+        rows = np.arange(n)[:, None]
+        # one gather for the model's top-K and the legacy beam, then plain Python per label (a cycle has a few)
+        picked = meas_a[rows, np.minimum(np.concatenate([top, np.asarray(legacy_beam).reshape(-1, 1)], 1), a - 1)]
+        floor = (meas_a.max(axis=1) - self.cfg.monitor.margin_db).tolist()
+        pk = picked.tolist()
+        hit1 = [r[0] >= f for r, f in zip(pk, floor)]
+        hitk = [max(r[:-1]) >= f for r, f in zip(pk, floor)]
+        leg = [r[-1] >= f for r, f in zip(pk, floor)]
+        self.last_hits = (hit1, hitk, leg)
         out: list[LcmEvent] = []
         for i in range(len(x_b)):
             self.buffer.push(x_b[i], meas_a[i])
             mon = self.monitor
-            alarm = mon.observe(bool(hit1[i]), bool(hitk[i]), bool(leg[i]))
+            alarm = mon.observe(hit1[i], hitk[i], leg[i])
             if self.adapting:
                 self.adapt_left -= 1
             if alarm is not None:

@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from dataclasses import dataclass
 from typing import Iterator, Literal
 
@@ -356,7 +357,7 @@ class MonitorConfig:
     arl0: float = 5000.0
     odds_ratio: float = 3.0
     p0: float | None = None
-    n_ref: int = 128
+    n_ref: int = 64
     ref_confidence: float = 0.9
     p0_floor: float = 0.01  # a perfect reference sample would give p0 ~ 0: floor it so the test has a sane scale
 
@@ -421,6 +422,7 @@ class ModelMonitor:
         self.reverse: CusumDesign | None = None
         self._cusum: BernoulliCusum | None = None
         self._ref_n = self._ref_miss = 0
+        self.design_ns = 0  # CPU time spent designing tests (once per reference), ns
         if c.p0 is not None:
             self.set_reference(c.p0)
 
@@ -434,9 +436,11 @@ class ModelMonitor:
         c = self.config
         p0 = min(max(float(p0), c.p0_floor), 0.95)
         p1 = c.alternative(p0)
+        t0 = time.thread_time_ns()
         self.p0 = p0
         self.design = design_cusum(p0, p1, c.arl0)
         self.reverse = design_cusum(p1, p0, c.arl0)
+        self.design_ns += time.thread_time_ns() - t0
         self._arm()
 
     def recalibrate(self) -> None:
