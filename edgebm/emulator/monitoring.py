@@ -180,8 +180,9 @@ class MonitoringDriver:
         if len(sw) and sweep_dbm is not None:
             xb = rsrp_b[sw]
             tk = self.lcm.bundle.predict_topk(xb) if top is None else top[sw]  # type: ignore[misc]
-            cand = children[xb.argmax(1)]
-            legacy = np.take_along_axis(cand, np.take_along_axis(sweep_dbm, cand, 1).argmax(1)[:, None], 1)[:, 0]
+            cand = children[xb.argmax(1)]  # legacy two-level search on the same measurements
+            rows = np.arange(len(sw))
+            legacy = cand[rows, sweep_dbm[rows[:, None], cand].argmax(1)]
             events = self.lcm.on_labels(t_s, xb, sweep_dbm, tk, legacy)
             self.labels += len(sw)
             if self._counts:
