@@ -67,6 +67,43 @@ class Predictor:
             with np.load(self.bundle_dir / "head.npz", allow_pickle=False) as z:
                 self.head = (z["W"].astype(np.float32), z["b"].astype(np.float32))
         self._numpy_head = bool(self.manifest.get("adapted", False)) and self.head is not None
+        self._cb_gains: np.ndarray | None = None  # Set A gain patterns after set_codebook (codebook-aware bundles)
+
+    def set_codebook(self, weights_a: np.ndarray, array_shape: tuple[int, int] | None = None) -> None:
+        """Serve another Set A codebook with no retraining (codebook-aware bundles, family ``angular``).
+
+        ``weights_a`` (n_beams, n_tx) complex precoders of the new codebook (panel element order ``r * cols + c``);
+        ``array_shape`` the BS array (default: the bundle's). From now on the scores are the graph's APS output
+        scored through the new beams' gain patterns (:mod:`edgebm.runtime.codebook_scoring`), the head restarts at
+        ``I / temperature`` for the new beams (on-device updates adapt it) and ``n_a`` is the new codebook's size.
+        """
+        from .codebook_scoring import gain_patterns
+
+        names = {o.name for o in self.session.get_outputs()}
+        if "aps" not in names:
+            raise BundleError(f"{self.bundle_dir}: family {self.manifest.get('family')!r} is not codebook-aware (no 'aps' output); "
+                              "only 'angular' bundles can take a new codebook -- re-export or adapt the head instead")
+        params = self.manifest.get("model_config", {}).get("params", {})
+        meta = self.manifest.get("dataset", {}).get("meta", {})
+        shape = tuple(array_shape) if array_shape is not None else tuple(meta.get("bs_array", (8, 8)))
+        try:
+            g = gain_patterns(np.asarray(weights_a), shape, int(params.get("grid", 32)))
+        except ValueError as e:
+            raise InputError(f"set_codebook: {e}") from None
+        t = float(params.get("temperature", 1.0))
+        self._cb_gains = g
+        self.n_a = int(g.shape[0])
+        self.head = (np.eye(self.n_a, dtype=np.float32) / np.float32(t), np.zeros(self.n_a, np.float32))
+        self._numpy_head = True
+
+    def _features(self, x: np.ndarray) -> np.ndarray:
+        if self._cb_gains is not None:
+            from .codebook_scoring import APS_EPS
+
+            aps = self._run(x, ["aps"])[0]
+            p = aps @ self._cb_gains.T if len(aps) > 8 else np.einsum("bp,ap->ba", aps, self._cb_gains)
+            return np.log(p + np.float32(APS_EPS)).astype(np.float32)
+        return self._run(x, [self.feature_output])[0]  # type: ignore[list-item]
 
     def set_head(self, w: np.ndarray, b: np.ndarray) -> None:
         """Replace the last layer (W (A, F), b (A,)); from now on scores = features @ W.T + b."""
@@ -102,7 +139,7 @@ class Predictor:
     def _scores(self, x: np.ndarray) -> tuple[np.ndarray, str]:
         if self._numpy_head:
             w, b = self.head  # type: ignore[misc]
-            f = self._run(x, [self.feature_output])[0]  # type: ignore[list-item]
+            f = self._features(x)
             # a few rows: einsum's own loop, not BLAS — multi-threaded BLAS spin-waits on a busy core and
             # turned 10 us into tens of ms at p99 in the emulator; batches still use BLAS
             z = np.einsum("bf,af->ba", f, w) if len(f) <= 8 else f @ w.T
@@ -143,7 +180,7 @@ class Predictor:
         if self.feature_output is None:
             raise BundleError(f"{self.bundle_dir}: this bundle exposes no feature output")
         x, single = self._check(rsrp_b)
-        f = self._run(x, [self.feature_output])[0]
+        f = self._features(x)
         return f[0] if single else f
 
     # -- codebook ------------------------------------------------------------------------------
