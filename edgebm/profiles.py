@@ -36,6 +36,7 @@ BACKENDS = ("onnxruntime", "tensorrt")
 FAMILIES = (
     "mlp",
     "dscnn",
+    "angular",
     "teacher",
     "teacher_pos",
     "gru",
