@@ -65,45 +65,111 @@ class _RichProgress:
 
 
 # ---------------------------------------------------------------- data
-def cmd_data_generate(a: argparse.Namespace) -> int:
-    from .data import save_dataset
-    from .data.simulated import generate_dataset
-    from .sim import ScenarioConfig
+def _radio_error(e: Exception) -> CliError:
+    """A ScenarioConfig / RandomScenario ConfigError as one line naming the command-line flag."""
+    from .sim.config import RADIO_OPTIONS
+
+    name = str(getattr(e, "field", "")).rsplit(".", 1)[-1]
+    flag = {**{k: v[0] for k, v in RADIO_OPTIONS.items()}, "cities": "--cities", "city": "--scenario"}.get(name)
+    if flag and hasattr(e, "problem"):
+        return CliError(f"{flag}: {e.problem}" + (f"; {e.fix}" if e.fix else ""))
+    return CliError(f"scenario: {e}")
+
+
+def _snr_range(text: str) -> tuple[float, float]:
+    import math
 
     try:
-        cfg = ScenarioConfig(
-            city=a.scenario, carrier_hz=a.carrier, bs_array=a.bs_array, ue_array=a.ue_array, sectors=a.sectors,
-            set_b=a.set_b, set_a=a.set_a, snr_db=a.snr_db, n_subcarriers=a.subcarriers, region=a.region,
-            codebook_a=a.codebook, codebook_seed=a.codebook_seed,
-        )
-    except (ValueError, TypeError) as e:
+        parts = [float(v) for v in text.split(":")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2) or not all(math.isfinite(v) for v in parts):
+        raise CliError(f"--snr-db: expected a number (dB) like 20 or a range LOW:HIGH like 0:30, got {text!r}")
+    return parts[0], parts[-1]
+
+
+def _scenario_from_args(a: argparse.Namespace):
+    """ScenarioConfig (named city) or RandomScenario from the ``data generate`` options."""
+    from .errors import ConfigError
+    from .sim import RandomScenario, ScenarioConfig
+
+    snr = _snr_range(a.snr_db)
+    rand_ue, rand_fc = a.ue_array == "random", a.carrier == "random"
+    ue = (1, 1) if rand_ue else _array_shape_or_cli(a.ue_array, "--ue-array")
+    try:
+        fc = 28e9 if rand_fc else float(a.carrier)
+    except ValueError:
+        raise CliError(f"--carrier: expected a frequency in Hz like 28e9 or 'random', got {a.carrier!r}") from None
+    radio = dict(carrier_hz=fc, bs_array=a.bs_array, ue_array=ue, sectors=a.sectors, set_b=a.set_b, set_a=a.set_a,
+                 n_subcarriers=a.subcarriers, codebook_a=a.codebook, codebook_seed=a.codebook_seed)
+    try:
+        if a.scenario == "random":
+            if a.region != "all":
+                raise CliError("--region: quadrants are not available with --scenario random; leave it at 'all'")
+            return RandomScenario(cities=100 if a.cities is None else a.cities, snr_db=snr, random_ue_array=rand_ue,
+                                  random_carrier=rand_fc, base=ScenarioConfig(**radio))
+        for flag, bad in (("--cities", a.cities is not None), ("--snr-db", snr[0] != snr[1]),
+                          ("--ue-array", rand_ue), ("--carrier", rand_fc)):
+            if bad:
+                raise CliError(f"{flag}: {'a range / random value' if flag != '--cities' else 'a city count'} "
+                               "needs --scenario random")
+        return ScenarioConfig(city=a.scenario, snr_db=snr[0], region=a.region, **radio)
+    except ConfigError as e:
+        raise _radio_error(e) from None
+    except TypeError as e:
         raise CliError(f"scenario: {e}") from None
+
+
+def _array_shape_or_cli(text: str, flag: str) -> tuple[int, int]:
+    try:
+        return _array_shape(text)
+    except argparse.ArgumentTypeError as e:
+        raise CliError(f"{flag}: {e}") from None
+
+
+def cmd_data_generate(a: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .data import save_dataset
+    from .data.simulated import generate_dataset
+    from .sim import RandomScenario
+
+    scn = _scenario_from_args(a)
+    is_random = isinstance(scn, RandomScenario)
     traj = None
     if a.trajectories:
+        if is_random:
+            raise CliError("--trajectories: not available with --scenario random (UE drops only)")
         try:
             n_ues, n_steps, dt = a.trajectories.split(":")
             traj = (int(n_ues), int(n_steps), float(dt))
         except ValueError:
             raise CliError(f"--trajectories expects N_UES:N_STEPS:DT_S like 50:100:0.02, got {a.trajectories!r}") from None
+    if a.paths_out and is_random:
+        raise CliError("--paths-out: not available with --scenario random (each city has its own frame)")
     if a.samples < 1:
         raise CliError(f"--samples must be >= 1, got {a.samples}")
+    if a.seed < 0:
+        raise CliError(f"--seed must be >= 0, got {a.seed}")
     con = _console()
-    with con.status(f"simulating {a.samples if traj is None else traj[0] * traj[1]} UE samples in {a.scenario}..."):
+    where = f"{scn.cities} random cities" if is_random else a.scenario
+    with con.status(f"simulating {a.samples if traj is None else traj[0] * traj[1]} UE samples in {where}..."):
         if a.paths_out:
             from .data.paths import save_path_table
             from .data.simulated import dataset_from_sim
             from .sim import simulate, simulate_trajectories
             from .sim.pathtable import sim_to_path_table
 
-            res = (simulate_trajectories(cfg, n_ues=traj[0], n_steps=traj[1], dt_s=traj[2], seed=a.seed) if traj
-                   else simulate(cfg, n_samples=a.samples, seed=a.seed))
+            res = (simulate_trajectories(scn, n_ues=traj[0], n_steps=traj[1], dt_s=traj[2], seed=a.seed) if traj
+                   else simulate(scn, n_samples=a.samples, seed=a.seed))
             ds = dataset_from_sim(res)
             save_path_table(a.paths_out, sim_to_path_table(res))
             con.print(f"wrote path table {a.paths_out}")
         else:
-            ds = generate_dataset(cfg, n_samples=a.samples, seed=a.seed, trajectories=traj)
+            ds = generate_dataset(scn, n_samples=a.samples, seed=a.seed, trajectories=traj)
     path = save_dataset(ds, a.out)
-    con.print(f"wrote {path}: {len(ds)} samples, Set B {ds.n_b} -> Set A {ds.n_a}, LOS {ds.los.mean():.0%}")
+    extra = f", {len(np.unique(ds.city_id))} cities" if is_random else ""
+    con.print(f"wrote {path}: {len(ds)} samples, Set B {ds.n_b} -> Set A {ds.n_a}, LOS {ds.los.mean():.0%}{extra}")
     return EXIT_OK
 
 
@@ -454,6 +520,29 @@ def cmd_bench(a: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- parser
+def _radio_arguments(p: argparse.ArgumentParser, names: Sequence[str], ranged: Sequence[str] = ()) -> None:
+    """Add the radio options ``names`` (ScenarioConfig fields) with the flag, help and default declared once in
+    :data:`edgebm.sim.config.RADIO_OPTIONS`. ``ranged``: options that also take a range / ``random`` (random
+    scenario), parsed by the command."""
+    from .sim.config import RADIO_OPTIONS, radio_default
+
+    extra = {"snr_db": "; LOW:HIGH draws it per sample (random scenario)",
+             "carrier_hz": "; random draws it per city (random scenario)",
+             "ue_array": "; random draws it per city (random scenario)"}
+    for name in names:
+        flag, text = RADIO_OPTIONS[name]
+        d = radio_default(name)
+        shown = "x".join(map(str, d)) if isinstance(d, tuple) else f"{d:g}" if isinstance(d, float) else str(d)
+        if name in ranged:
+            kind: Any = str
+            default: Any = shown
+        else:
+            kind = _array_shape if isinstance(d, tuple) else type(d)
+            default = d
+        p.add_argument(flag, type=kind, default=default, help=f"{text}{extra.get(name, '') if name in ranged else ''} "
+                       f"(default {shown})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -463,32 +552,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("data", help="generate or inspect BeamDataset files").add_subparsers(dest="data_cmd", required=True, metavar="SUBCOMMAND")
     g = d.add_parser("generate", help="simulate a scenario into a BeamDataset .npz")
-    g.add_argument("--scenario", default="city0", help="city0..city3 (default city0)")
+    g.add_argument("--scenario", default="city0", help="city0..city3, or random: K procedurally drawn cities "
+                   "(never city0..city3) (default city0)")
+    g.add_argument("--cities", type=int, default=None, help="random scenario: number of cities K (default 100)")
     g.add_argument("--samples", type=int, default=20000, help="UE drops (default 20000)")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--set-b", type=int, default=16, help="wide beams measured (default 16)")
-    g.add_argument("--set-a", type=int, default=64, help="narrow beams to predict (default 64)")
-    g.add_argument("--snr-db", type=float, default=20.0, help="per-element SNR, dB (default 20)")
-    g.add_argument("--carrier", type=float, default=28e9, help="carrier, Hz: 3.5e9, 15e9 or 28e9 (default 28e9)")
-    g.add_argument("--bs-array", type=_array_shape, default=(8, 8), help="BS UPA ROWSxCOLS (default 8x8)")
-    g.add_argument("--ue-array", type=_array_shape, default=(1, 1), help="UE UPA 1x1, 2x2, 4x4 or 8x8 (default 1x1)")
-    g.add_argument("--sectors", type=int, default=1, help="1 or 3 BS sectors (default 1)")
-    g.add_argument("--subcarriers", type=int, default=24, help="OFDM subcarriers (default 24)")
-    g.add_argument("--region", default="all", help="all or a quadrant q0..q3 (default all)")
-    g.add_argument("--codebook", default="dft", help="Set A codebook: dft or random (default dft)")
-    g.add_argument("--codebook-seed", type=int, default=0)
+    _radio_arguments(g, ("set_b", "set_a", "snr_db", "carrier_hz", "bs_array", "ue_array", "sectors", "n_subcarriers",
+                         "region", "codebook_a", "codebook_seed"), ranged=("snr_db", "carrier_hz", "ue_array"))
     g.add_argument("--trajectories", default=None, metavar="N_UES:N_STEPS:DT_S", help="UEs moving along streets instead of drops")
     g.add_argument("--paths-out", default=None, help="also write the simulator's paths as a path table .npz")
     g.add_argument("--out", required=True, help="output .npz")
     g.set_defaults(func=cmd_data_generate)
     fp = d.add_parser("from-paths", help="build a BeamDataset from a ray-traced path table (docs/path_table.md)")
     fp.add_argument("paths", help="path table .npz (DeepMIMO v4 names)")
-    fp.add_argument("--bs-array", type=_array_shape, default=(8, 8))
-    fp.add_argument("--ue-array", type=_array_shape, default=(1, 1))
-    fp.add_argument("--set-b", type=int, default=16)
-    fp.add_argument("--set-a", type=int, default=64)
-    fp.add_argument("--snr-db", type=float, default=20.0)
-    fp.add_argument("--subcarriers", type=int, default=24)
+    _radio_arguments(fp, ("bs_array", "ue_array", "set_b", "set_a", "snr_db", "n_subcarriers"))
     fp.add_argument("--boresight-az", type=float, default=None, help="BS panel azimuth, deg (default: from the table or towards the users)")
     fp.add_argument("--downtilt", type=float, default=None, help="BS downtilt, deg (default 8)")
     fp.add_argument("--seed", type=int, default=0)

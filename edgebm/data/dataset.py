@@ -35,8 +35,10 @@ FIELDS: dict[str, tuple[str, tuple[Any, ...], bool]] = {
     "sector": ("iu", (), False),  # serving BS sector
     "traj_id": ("iu", (), False),  # trajectory id (sequences)
     "t": ("f", (), False),  # time within the trajectory, s
+    "city_id": ("iu", (), False),  # random scenario: index k of the sample's city rand-<seed>-<k>
 }
 CODEBOOK_FIELDS = ("cb_a_weights", "cb_a_az", "cb_a_el", "cb_b_weights", "cb_b_az", "cb_b_el", "cb_children")
+OPTIONAL_CODEBOOK_FIELDS = ("cb_a_psi", "cb_b_psi")   # (n_beams, 2) panel-frame spatial frequencies (psi_v, psi_h)
 REQUIRED_META = ("scenario", "carrier_hz", "bs_array", "ue_array", "set_a", "set_b", "seed", "generator")
 
 
@@ -209,7 +211,7 @@ def load_dataset(path: str | Path) -> BeamDataset:
         raise DatasetError(f"{path}: field 'meta_json': not valid JSON ({e})") from None
     if meta.get("schema_version") != SCHEMA_VERSION:
         raise DatasetError(f"{path}: field 'meta.schema_version': {meta.get('schema_version')!r}, this edgebm reads {SCHEMA_VERSION}")
-    codebooks = {k: raw.pop(k) for k in CODEBOOK_FIELDS if k in raw}
+    codebooks = {k: raw.pop(k) for k in CODEBOOK_FIELDS + OPTIONAL_CODEBOOK_FIELDS if k in raw}
     arrays = raw
     validate(arrays, codebooks, meta, source=str(path))
     return BeamDataset(arrays=arrays, codebooks=codebooks, meta=meta)

@@ -27,6 +27,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..errors import ConfigError
 from .dataset import BeamDataset, DatasetError, atomic_write, read_npz
 
 __all__ = ["PATH_FIELDS", "PATH_MATRICES", "INTERACTION_CODES", "MAX_POWER_DBW", "MAX_DELAY_S", "GENERATOR",
@@ -376,9 +377,10 @@ def dataset_from_path_table(
                              ue_array=tuple(ue_array), set_b=set_b, set_a=set_a, snr_db=snr_db,
                              n_subcarriers=n_subcarriers, bandwidth_hz=bandwidth_hz, downtilt_deg=downtilt_deg,
                              codebook_a=codebook_a, codebook_seed=codebook_seed)
-    except (ValueError, TypeError) as e:
-        field = str(e).split("=", 1)[0].replace("ScenarioConfig.", "")
-        raise DatasetError(f"{src}: field '{field}': {e}") from None
+    except ConfigError as e:
+        raise DatasetError(f"{src}: field '{e.field.replace('ScenarioConfig.', '')}': {e}") from None
+    except TypeError as e:
+        raise DatasetError(f"{src}: {e}") from None
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or int(seed) < 0:
         raise DatasetError(f"{src}: seed must be an integer >= 0, got {seed!r}")
     if rot != 0.0:

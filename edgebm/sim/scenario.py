@@ -79,9 +79,9 @@ def drop_ues(city: City, cfg: ScenarioConfig, n: int, rng: np.random.Generator) 
 
 
 def measure_paths(cfg: ScenarioConfig, paths: PathSet, sector: np.ndarray, rng_noise: np.random.Generator | None,
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Channels from ``paths`` (chunked), UE receive beam, noise for ``cfg.snr_db``, then
-    ``(rsrp_b noisy (N, set_b), rsrp_a noise-free (N, set_a), noise_dbm (N,))``."""
+                  snr_db: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Channels from ``paths`` (chunked), UE receive beam, noise for ``cfg.snr_db`` (or the per-sample
+    ``snr_db`` (N,) dB when given), then ``(rsrp_b noisy (N, set_b), rsrp_a noise-free (N, set_a), noise_dbm (N,))``."""
     cbs = build_codebooks(cfg)
     cb_a, cb_b = cbs["set_a"], cbs["set_b"]
     n = len(paths)
@@ -93,7 +93,7 @@ def measure_paths(cfg: ScenarioConfig, paths: PathSet, sector: np.ndarray, rng_n
         sl = slice(s, min(n, s + chunk))
         H = channel_from_paths(paths.take(sl), cfg, sector[sl])
         w = ue_combiner(H, cfg) if cfg.n_rx > 1 else None
-        nz = noise_dbm_for_snr(H, cfg.snr_db)
+        nz = noise_dbm_for_snr(H, cfg.snr_db if snr_db is None else snr_db[sl])
         noise[sl] = nz
         rsrp_a[sl] = measure_rsrp(H, cb_a, nz, None, w)
         rsrp_b[sl] = measure_rsrp(H, cb_b, nz, rng_noise, w)
