@@ -11,8 +11,9 @@ of a channel whose power is spread over panel directions as ``P``. The network
 2. maps them with an MLP to APS logits on the ``grid`` x ``grid`` psi grid, masked to the visible region
    and normalised by a softmax (the APS sums to 1);
 3. scores every Set A beam as ``log(G_a @ APS + eps)`` (``G_a`` fixed, computed from the Set A precoders,
-   held by the frozen ``score`` layer) — the graph's ``features`` — and the ``head`` (Linear, initialised
-   to ``I / temperature`` and frozen in training) turns them into logits. The UE may adapt the head.
+   held by the frozen ``score`` layer); the graph's ``features`` are these log-powers times ``FEATURE_SCALE``
+   (unit scale for on-device SGD) and the ``head`` (Linear, initialised to ``I / (temperature * FEATURE_SCALE)``
+   and frozen in training) turns them into logits ``log(G_a @ APS + eps) / temperature``. The UE may adapt the head.
 
 Nothing learned is indexed by a Set A beam, so the model serves a Set A codebook it never saw: recompute
 ``G_a`` (numpy, ``edgebm.runtime.codebook_scoring``; ``Predictor.set_codebook`` in a bundle) or call
@@ -34,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..runtime.codebook_scoring import APS_EPS, DEFAULT_GRID, gain_patterns, visible_mask
+from ..runtime.codebook_scoring import APS_EPS, DEFAULT_GRID, FEATURE_SCALE, gain_patterns, visible_mask
 from .preprocess import RelativeDb
 
 __all__ = ["AngularBeamNet", "codebook_gains", "INPUTS"]
@@ -62,7 +63,7 @@ class AngularBeamNet(nn.Module):
 
     ``gains_b`` (n_b, grid^2) / ``gains_a`` (n_a, grid^2): gain patterns (:func:`codebook_gains`; zeros until
     :meth:`set_codebooks`). ``hidden``: MLP widths. ``inputs``: ``"beams"`` or ``"backprojection"`` (on a
-    ``grid / bp_pool`` grid). ``temperature``: soft-label temperature; the head starts at ``I / temperature``.
+    ``grid / bp_pool`` grid). ``temperature``: soft-label temperature; the head starts at ``I / (temperature * FEATURE_SCALE)``.
     ``forward_aps`` gives the APS (batch, grid^2); ``forward_features`` the Set A log-powers.
     """
 
@@ -94,7 +95,7 @@ class AngularBeamNet(nn.Module):
         self.score = _frozen_linear(ga)                                   # APS (P) -> Set A powers (n_a)
         self.head = nn.Linear(self.n_out, self.n_out)
         with torch.no_grad():
-            self.head.weight.copy_(torch.eye(self.n_out) / self.temperature)
+            self.head.weight.copy_(torch.eye(self.n_out) / (self.temperature * FEATURE_SCALE))
             self.head.bias.zero_()
         self.head.requires_grad_(False)   # physics head in training; the UE may adapt it
 
@@ -136,25 +137,25 @@ class AngularBeamNet(nn.Module):
         return torch.softmax(logit, dim=-1)
 
     def features_from_aps(self, aps: torch.Tensor, gains_a: torch.Tensor | None = None) -> torch.Tensor:
-        """Predicted relative log-power of every Set A beam, (batch, n_a), from an APS (batch, grid^2);
+        """``FEATURE_SCALE`` x predicted relative log-power of every Set A beam, (batch, n_a), from an APS (batch, grid^2);
         ``gains_a`` (n_a', grid^2) scores another codebook instead of the model's own."""
         p = self.score(aps) if gains_a is None else F.linear(aps, gains_a)
-        return torch.log(p + APS_EPS)
+        return torch.log(p + APS_EPS) * FEATURE_SCALE
 
     def forward_features(self, x: torch.Tensor, gains_a: torch.Tensor | None = None) -> torch.Tensor:
-        """Predicted relative log-power of every Set A beam, (batch, n_a)."""
+        """``FEATURE_SCALE`` x predicted relative log-power of every Set A beam, (batch, n_a)."""
         return self.features_from_aps(self.forward_aps(x), gains_a)
 
     def forward(self, x: torch.Tensor, gains_a: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits over the model's Set A; with ``gains_a``, over that codebook through ``I / temperature``
+        """Logits over the model's Set A; with ``gains_a``, over that codebook through ``I / (temperature * FEATURE_SCALE)``
         (the head is indexed by the model's own beams)."""
         f = self.forward_features(x, gains_a)
-        return self.head(f) if gains_a is None else f / self.temperature
+        return self.head(f) if gains_a is None else f / (self.temperature * FEATURE_SCALE)
 
     @torch.no_grad()
     def with_codebooks(self, gains_b: np.ndarray | None = None, gains_a: np.ndarray | None = None) -> "AngularBeamNet":
         """A copy serving other codebooks (zero-shot): same weights, new gain patterns. A new Set A size
-        resets the head to ``I / temperature``; a new Set B size needs ``inputs="backprojection"``."""
+        resets the head to ``I / (temperature * FEATURE_SCALE)``; a new Set B size needs ``inputs="backprojection"``."""
         gb = self.gains_b.numpy() if gains_b is None else np.asarray(gains_b, np.float32)
         ga = self.score.weight.numpy() if gains_a is None else np.asarray(gains_a, np.float32)
         if gb.shape[0] != self.n_in and self.inputs == "beams":

@@ -22,12 +22,16 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["psi_grid", "visible_mask", "gain_patterns", "score_codebook", "APS_EPS", "DEFAULT_GRID"]
+__all__ = ["psi_grid", "visible_mask", "gain_patterns", "score_codebook", "codebook_features", "APS_EPS", "DEFAULT_GRID",
+           "FEATURE_SCALE"]
 
 #: grid points per axis of the APS (panel spatial frequency, [-1, 1) centred cells: spacing 2/32 = 0.0625)
 DEFAULT_GRID = 32
 #: floor added to predicted beam powers before the log (relative linear power; the APS sums to 1)
 APS_EPS = 1e-6
+#: the angular graph's ``features`` are ``FEATURE_SCALE * log(G_a @ APS + eps)`` (about [-1.4, 0]: unit scale for the
+#: on-device SGD of the head) and its head starts at ``I / (temperature * FEATURE_SCALE)``
+FEATURE_SCALE = 0.1
 
 
 def psi_grid(n: int = DEFAULT_GRID) -> np.ndarray:
@@ -67,6 +71,14 @@ def gain_patterns(weights: np.ndarray, array_shape: tuple[int, int], n: int = DE
     wn = wn / np.maximum(np.linalg.norm(wn, axis=1, keepdims=True), 1e-12)
     resp = np.conj(wn) @ a.T                                              # (B, P) = f^H a(psi)
     return ((resp.real ** 2 + resp.imag ** 2) / (rows * cols)).astype(np.float32)
+
+
+def codebook_features(aps: np.ndarray, gains: np.ndarray) -> np.ndarray:
+    """The angular graph's ``features`` for a codebook: ``FEATURE_SCALE * log(aps @ gains.T + APS_EPS)``, (batch, n_beams)."""
+    a = np.atleast_2d(np.asarray(aps, dtype=np.float32))
+    gmat = np.asarray(gains, dtype=np.float32)
+    p = a @ gmat.T if len(a) > 8 else np.einsum("bp,ap->ba", a, gmat)
+    return (np.float32(FEATURE_SCALE) * np.log(p + np.float32(APS_EPS))).astype(np.float32)
 
 
 def score_codebook(aps: np.ndarray, gains: np.ndarray, temperature: float = 1.0) -> np.ndarray:

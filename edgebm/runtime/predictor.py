@@ -75,9 +75,9 @@ class Predictor:
         ``weights_a`` (n_beams, n_tx) complex precoders of the new codebook (panel element order ``r * cols + c``);
         ``array_shape`` the BS array (default: the bundle's). From now on the scores are the graph's APS output
         scored through the new beams' gain patterns (:mod:`edgebm.runtime.codebook_scoring`), the head restarts at
-        ``I / temperature`` for the new beams (on-device updates adapt it) and ``n_a`` is the new codebook's size.
+        ``I / (temperature * FEATURE_SCALE)`` for the new beams (on-device updates adapt it) and ``n_a`` is the new codebook's size.
         """
-        from .codebook_scoring import gain_patterns
+        from .codebook_scoring import FEATURE_SCALE, gain_patterns
 
         names = {o.name for o in self.session.get_outputs()}
         if "aps" not in names:
@@ -93,16 +93,14 @@ class Predictor:
         t = float(params.get("temperature", 1.0))
         self._cb_gains = g
         self.n_a = int(g.shape[0])
-        self.head = (np.eye(self.n_a, dtype=np.float32) / np.float32(t), np.zeros(self.n_a, np.float32))
+        self.head = (np.eye(self.n_a, dtype=np.float32) / np.float32(t * FEATURE_SCALE), np.zeros(self.n_a, np.float32))
         self._numpy_head = True
 
     def _features(self, x: np.ndarray) -> np.ndarray:
         if self._cb_gains is not None:
-            from .codebook_scoring import APS_EPS
+            from .codebook_scoring import codebook_features
 
-            aps = self._run(x, ["aps"])[0]
-            p = aps @ self._cb_gains.T if len(aps) > 8 else np.einsum("bp,ap->ba", aps, self._cb_gains)
-            return np.log(p + np.float32(APS_EPS)).astype(np.float32)
+            return codebook_features(self._run(x, ["aps"])[0], self._cb_gains)
         return self._run(x, [self.feature_output])[0]  # type: ignore[list-item]
 
     def set_head(self, w: np.ndarray, b: np.ndarray) -> None:
