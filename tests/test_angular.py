@@ -224,3 +224,42 @@ def test_wasserstein2_and_similarity_weighted_aggregation():
     assert np.allclose(w, 0.75) and np.allclose(bias, 0.75)
     with pytest.raises(ValueError):
         aggregate_heads([h1], np.array([1.0, 1.0]))
+
+
+def test_pretrained_weights_roundtrip_byte_stable_and_serve_any_codebook(tmp_path, trained_plane_wave_model):
+    """save_weights writes the same bytes twice; load_angular rebuilds the model for another Set A codebook (the gain
+    patterns are recomputed, not stored) and scores like with_codebooks; a missing file says how to make it."""
+    from edgebm.errors import ModelError
+    from edgebm.models.angular import codebook_gains
+    from edgebm.models.pretrained import load_angular, module_arrays, read_weights, save_weights
+
+    m, cb, _ = trained_plane_wave_model
+    meta = {"family": "angular", "config": m.config(), "train": {"seed": 0}}
+    a, b = save_weights(tmp_path / "a.npz", module_arrays(m), meta), save_weights(tmp_path / "b.npz", module_arrays(m), meta)
+    assert a.read_bytes() == b.read_bytes()
+    arrays, back = read_weights(a)
+    assert back == meta and "score.weight" not in arrays and arrays["body.0.weight"].dtype == np.float16
+    new = _codebooks(set_a=256)
+    m2, _ = load_angular(a, 16, 256, new, (8, 8))
+    xb, _ = plane_wave_parts(50, 9, cb)
+    ref = m.with_codebooks(gains_a=codebook_gains(new, (8, 8))[1])
+    with torch.no_grad():
+        z2, zr = m2(torch.from_numpy(xb)).numpy(), ref(torch.from_numpy(xb)).numpy()
+    assert z2.shape == (50, 256)
+    assert np.mean(z2.argmax(1) == zr.argmax(1)) > 0.95      # equal up to the float16 storage of the weights
+    with pytest.raises(ModelError, match="bench pretrain"):
+        read_weights(tmp_path / "missing.npz")
+    with pytest.raises(ModelError, match="Set B"):
+        load_angular(a, 8, 64, cb, (8, 8))
+
+
+def test_random_corpus_records_scenario_and_never_uses_the_named_cities():
+    from edgebm.train.corpus import CorpusSpec, codebook_mix, random_corpus
+
+    ds = random_corpus(CorpusSpec(n_samples=300, seed=5, cities=7))
+    sc = ds.meta["scenario"]
+    assert sc["kind"] == "random" and sc["cities"] == 7 and ds.meta["seed"] == 5
+    assert len(ds) == 300 and set(np.unique(ds.city_id)) <= set(range(7))
+    mix = codebook_mix(400, seed=1, cities=3, parts=4, dft64_share=0.5)
+    assert [d.n_a for d in mix] == [64, 64, 64, 256] and [d.meta["scenario"]["codebook_a"] for d in mix] == ["dft", "dft", "random", "dft"]
+    assert sum(len(d) for d in mix) == 400
