@@ -12,7 +12,6 @@ Early stopping on the validation parts' loss; the best epoch's weights are kept.
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -21,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .loop import TrainConfig, TrainResult
+from .loop import EarlyStopping, TrainConfig, TrainResult, make_optimizer, optimizer_step
 from .losses import beam_power_soft_labels, combined_loss, distillation_loss
 
 __all__ = ["Part", "parts_from_dataset", "train_on_parts", "part_logits", "part_top1"]
@@ -132,12 +131,10 @@ def _train(module, train, val, cfg, teacher, dw, dt, progress, max_seconds) -> T
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     tr, va = _tensors(train, cfg), _tensors(val, cfg)
-    params = [p for p in module.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    opt, sched = make_optimizer(module, cfg)
     if teacher is not None:
         teacher.eval()
-    best_state, best_loss, best_epoch, bad = copy.deepcopy(module.state_dict()), float("inf"), 0, 0
+    stop = EarlyStopping(module, cfg.patience)
     history: list[dict[str, float]] = []
     t0 = time.perf_counter()
     epoch = 0
@@ -159,10 +156,7 @@ def _train(module, train, val, cfg, teacher, dw, dt, progress, max_seconds) -> T
                 with torch.no_grad():
                     tl = _forward(teacher, xb, g)
                 loss = loss + dw * distillation_loss(logits, tl, dt)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
+            total += optimizer_step(opt, loss) * len(idx)
             count += len(idx)
         sched.step()
         vl, vh, vn = 0.0, 0, 0
@@ -178,14 +172,7 @@ def _train(module, train, val, cfg, teacher, dw, dt, progress, max_seconds) -> T
         history.append(row)
         if progress is not None:
             progress(epoch, cfg.epochs, row)
-        if row["val_loss"] < best_loss - 1e-6:
-            best_state, best_loss, best_epoch, bad = copy.deepcopy(module.state_dict()), row["val_loss"], epoch, 0
-        else:
-            bad += 1
-            if bad >= cfg.patience:
-                break
-        if max_seconds is not None and time.perf_counter() - t0 >= max_seconds:
+        if stop.update(row["val_loss"], epoch) or (max_seconds is not None and time.perf_counter() - t0 >= max_seconds):
             break
-    module.load_state_dict(best_state)
-    module.eval()
-    return TrainResult(best_epoch, epoch, best_loss, time.perf_counter() - t0, history)
+    stop.restore()
+    return TrainResult(stop.best_epoch, epoch, stop.best_loss, time.perf_counter() - t0, history)

@@ -30,15 +30,15 @@ class PretrainConfig:
     """Sizes and seeds of :func:`pretrain` (echoed into every file's metadata)."""
 
     seed: int = 0
-    n_samples: int = 400_000
+    n_samples: int = 300_000
     cities: int = 2000
     parts: int = 8
     dft64_share: float = 0.5
     teacher_hidden: tuple[int, ...] = (1024, 1024)
     student_hidden: tuple[int, ...] = (256, 256)
-    teacher_epochs: int = 12
+    teacher_epochs: int = 10
     finetune_epochs: int = 2
-    student_epochs: int = 12
+    student_epochs: int = 8
     batch_size: int = 512
     lr: float = 2e-3
     soft_weight: float = 0.5
