@@ -181,7 +181,9 @@ def test_cli_generate_random(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args,msg", [
-    (["--scenario", "random", "--cities", "0"], "--cities: 0 is invalid"),
+    (["--scenario", "random", "--cities", "0"], "--cities: must be an integer >= 1"),
+    (["--trajectories", "0:5:0.1"], "--trajectories expects"),
+    (["--trajectories", "2:5:nan"], "--trajectories expects"),
     (["--cities", "3"], "--cities: a city count needs --scenario random"),
     (["--snr-db", "0:30"], "--snr-db: a range / random value needs --scenario random"),
     (["--scenario", "random", "--snr-db", "30:0"], "--snr-db: "),

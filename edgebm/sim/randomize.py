@@ -32,7 +32,7 @@ from .codebooks import build_codebooks
 from .config import TESTED_CARRIERS_HZ, TESTED_UE_ARRAYS, ScenarioConfig
 from .geometry import RANDOM_CITY_DOMAIN, make_city, random_city_name, random_city_streams
 from .paths import find_paths
-from .scenario import drop_ues, measure_paths
+from .scenario import SampleArrays, drop_ues, measure_paths
 
 __all__ = ["RandomScenario", "RandomSimResult", "simulate_random", "RANDOM_SAMPLES_DOMAIN", "MAX_CITIES"]
 
@@ -172,29 +172,15 @@ def _nonneg(name: str, v: Any) -> int:
 
 
 @dataclass(frozen=True, eq=False)
-class RandomSimResult:
-    """Output of :func:`simulate_random` (N rows; fields as :class:`~edgebm.sim.SimResult`, plus ``city_id``).
+class RandomSimResult(SampleArrays):
+    """Output of :func:`simulate_random`: :class:`~edgebm.sim.scenario.SampleArrays` (``pos`` in the frame of the
+    sample's own city, ``snr_db`` drawn per sample) plus city_id (N,) int32 (k of ``rand-<seed>-<k>``), the
+    scenario, the dataset seed and the sample stream."""
 
-    rsrp_b / rsrp_a (N, |B|) / (N, |A|) float32 dBm, best_a (N,) int64, pos (N, 3) float32 m in the frame of
-    the sample's own city (BS at the origin), los (N,) bool, snr_db (N,) float32 dB (drawn per sample),
-    noise_dbm (N,) float32 dBm, sector (N,) int8, city_id (N,) int32 (k of ``rand-<seed>-<k>``).
-    """
-
-    rsrp_b: np.ndarray
-    rsrp_a: np.ndarray
-    best_a: np.ndarray
-    pos: np.ndarray
-    los: np.ndarray
-    snr_db: np.ndarray
-    noise_dbm: np.ndarray
-    sector: np.ndarray
     city_id: np.ndarray
     scenario: RandomScenario
     seed: int
     stream: int
-
-    def __len__(self) -> int:
-        return int(self.rsrp_a.shape[0])
 
 
 def simulate_random(rs: RandomScenario, n_samples: int, seed: int, stream: int = 0,

@@ -68,23 +68,26 @@ def _wedge_tables(apex_xy: np.ndarray, fp: np.ndarray, pad: int) -> tuple[np.nda
         lo = np.minimum(lo, d)
         hi = np.maximum(hi, d)
     delta = 2 * np.pi / N_BINS
-    b_lo = np.floor((thc + lo - 1e-4 + np.pi) / delta).astype(np.int64)
-    b_hi = np.floor((thc + hi + 1e-4 + np.pi) / delta).astype(np.int64)
+    b_lo = np.floor((thc + lo - 1e-4 + np.pi) / delta).astype(np.int32)
+    b_hi = np.floor((thc + hi + 1e-4 + np.pi) / delta).astype(np.int32)
     inside = (x0 < ax) & (ax < x1) & (y0 < ay) & (ay < y1)
-    nb = np.where(inside, N_BINS, np.minimum(b_hi - b_lo + 1, N_BINS))
-    b_lo = np.where(inside, 0, b_lo)
-    nb, b_lo = nb.ravel(), b_lo.ravel()
-    pair = np.repeat(np.arange(n_a * m), nb)
-    off = np.arange(pair.size) - np.repeat(np.cumsum(nb) - nb, nb)
-    row = (pair // m) * N_BINS + (b_lo[pair] + off) % N_BINS            # apex * N_BINS + bin
-    bld = pair % m
-    order = np.argsort(row, kind="stable")
+    nb = np.where(inside, N_BINS, np.minimum(b_hi - b_lo + 1, N_BINS)).astype(np.int32).ravel()
+    b_lo = np.where(inside, 0, b_lo).astype(np.int32).ravel()
+    # one entry per (apex, building, bin the building overlaps), in (apex, building) order; int32 throughout
+    pair = np.repeat(np.arange(n_a * m, dtype=np.int32), nb)
+    off = np.arange(pair.size, dtype=np.int32) - np.repeat((np.cumsum(nb) - nb).astype(np.int32), nb)
+    b = b_lo[pair] + off
+    b %= N_BINS
+    apex = pair // m
+    row = apex * N_BINS + b                                             # apex * N_BINS + bin
+    bld = pair - apex * m
+    order = np.argsort(row, kind="stable")                              # stable: buildings stay ascending
     row, bld = row[order], bld[order]
     cnt = np.bincount(row, minlength=n_a * N_BINS).astype(np.int32)
     k = max(1, int(cnt.max()))
-    start = np.cumsum(cnt) - cnt
+    start = (np.cumsum(cnt) - cnt).astype(np.int32)
     tbl = np.full((n_a * N_BINS, k), pad, dtype=np.int32)
-    tbl[row, np.arange(row.size) - start[row]] = bld
+    tbl[row, np.arange(row.size, dtype=np.int32) - start[row]] = bld
     return tbl.reshape(n_a, N_BINS, k), cnt.reshape(n_a, N_BINS)
 
 
@@ -269,9 +272,15 @@ def scene_context(city_name: str, bs_height_m: float) -> SceneContext:
     wk = keep[np.repeat(owner_s, 5)]
     cc = c[wk] + 0.05 * nrm[wk]
     pts = np.where((axis[wk] == 0)[:, None], np.stack([cc, S, zz], 1), np.stack([S, cc, zz], 1))
-    owner = wk
-    vis = _visible_from_bs(bs_tab, bs, pts, boxes)
-    wsel = np.unique(owner[vis])
+    # a wall is kept when any of its points is visible: test the top row first, then lower rows only on the walls
+    # not seen yet (the same set of walls as testing every point, at a fraction of the tests)
+    level = np.tile(np.arange(5), len(ss))
+    seen = np.zeros(len(c), dtype=bool)
+    for lv in (4, 3, 2, 1, 0):
+        todo = np.flatnonzero((level == lv) & ~seen[wk])
+        if todo.size:
+            seen[wk[todo[_visible_from_bs(bs_tab, bs, pts[todo], boxes)]]] = True
+    wsel = np.flatnonzero(seen)
 
     # --- convex exposed corners visible from the BS
     cxs = np.stack([x0, x1, x0, x1], 1).ravel()
