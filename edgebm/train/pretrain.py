@@ -69,7 +69,7 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, progress: Callable[[str],
     import torch
 
     from ..baselines import exhaustive_search
-    from ..models.angular import AngularBeamNet
+    from ..models.angular import AngularBeamNet, codebook_gains
     from ..models.pretrained import module_arrays, save_weights
     from .corpus import codebook_mix
     from .loop import TrainConfig
@@ -89,9 +89,6 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, progress: Callable[[str],
     dft = [i for i, d in enumerate(datasets) if d.n_a == 64 and d.meta["scenario"]["codebook_a"] == "dft"]
     summary["corpus"] = [{"part": p.name, "n": len(p), "scenario": d.meta["scenario"]} for p, d in zip(parts, datasets)]
     summary["seconds_corpus"] = round(time.perf_counter() - t0, 1)
-    gb = None
-    from ..models.angular import codebook_gains
-
     gb, ga = codebook_gains(datasets[dft[0]].codebooks, datasets[dft[0]].meta["bs_array"])
 
     def tc(epochs: int, lr: float, seed: int) -> TrainConfig:
