@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -95,7 +95,7 @@ def part_top1(module: nn.Module, parts: Sequence[Part]) -> float:
 
 def train_on_parts(
     module: nn.Module,
-    train: Sequence[Part],
+    train: Sequence[Part | Any],
     val: Sequence[Part],
     cfg: TrainConfig,
     teacher: nn.Module | None = None,
@@ -105,6 +105,10 @@ def train_on_parts(
     max_seconds: float | None = None,
 ) -> TrainResult:
     """Train ``module`` in place on ``train`` parts (see the module doc); keeps the best validation epoch.
+
+    ``train`` may also hold shard folders opened with :func:`edgebm.data.open_dataset` (``ShardedDataset``): they
+    are streamed, one shard in memory at a time, their batches interleaved with the in-memory parts' (their
+    ``meta["bs_array"]`` and Set A codebook give the gain patterns).
 
     ``teacher`` (frozen, same codebook interface) adds the distillation term on its logits. ``max_seconds``
     stops after the epoch that crosses it (the result records how many epochs ran).
@@ -127,10 +131,53 @@ def _tensors(parts: list[Part], cfg: TrainConfig):
     return out
 
 
+def _stream_gains(ds) -> torch.Tensor | None:
+    from ..runtime.codebook_scoring import gain_patterns
+
+    bs = ds.meta.get("bs_array") if isinstance(getattr(ds, "meta", None), dict) else None
+    if bs is None or "cb_a_weights" not in ds.codebooks:
+        return None
+    return torch.from_numpy(gain_patterns(ds.codebooks["cb_a_weights"], tuple(bs)))
+
+
+def _epoch_batches(tr, streams, cfg: TrainConfig, rng: np.random.Generator, epoch: int):
+    """(x, y, soft, gains) batches of one epoch: the in-memory parts' batches in a random order and, when shard
+    folders are streamed, their batches interleaved at random (each source drawn in proportion to what it has left)."""
+    batches = [(i, b) for i, (x, _, _, _) in enumerate(tr)
+               for b in np.array_split(rng.permutation(len(x)), max(1, int(np.ceil(len(x) / cfg.batch_size))))]
+    order = rng.permutation(len(batches))
+
+    def memory():
+        for j in order:
+            i, idx = batches[j]
+            x, y, s, g = tr[i]
+            yield x[idx], y[idx], None if s is None else s[idx], g
+
+    if not streams:
+        yield from memory()
+        return
+
+    def stream(ds, g):
+        for b in ds.iter_batches(cfg.batch_size, seed=cfg.seed * 100_003 + epoch, fields=("rsrp_b", "rsrp_a")):
+            soft = torch.from_numpy(beam_power_soft_labels(b["rsrp_a"], cfg.soft_temperature)) if cfg.soft_weight > 0 else None
+            yield (torch.from_numpy(np.ascontiguousarray(b["rsrp_b"], np.float32)), torch.from_numpy(b["rsrp_a"].argmax(1)), soft, g)
+
+    sources = [memory()] + [stream(ds, g) for ds, g in streams]
+    left = np.array([len(batches)] + [int(np.ceil(len(ds) / cfg.batch_size)) for ds, _ in streams], np.float64)
+    while left.sum() > 0:
+        k = int(rng.choice(len(sources), p=left / left.sum()))
+        try:
+            yield next(sources[k])
+            left[k] -= 1
+        except StopIteration:
+            left[k] = 0
+
+
 def _train(module, train, val, cfg, teacher, dw, dt, progress, max_seconds) -> TrainResult:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    tr, va = _tensors(train, cfg), _tensors(val, cfg)
+    streams = [(p, _stream_gains(p)) for p in train if not isinstance(p, Part)]   # shard folders (ShardedDataset)
+    tr, va = _tensors([p for p in train if isinstance(p, Part)], cfg), _tensors(val, cfg)
     opt, sched = make_optimizer(module, cfg)
     if teacher is not None:
         teacher.eval()
@@ -140,24 +187,18 @@ def _train(module, train, val, cfg, teacher, dw, dt, progress, max_seconds) -> T
     epoch = 0
     for epoch in range(1, cfg.epochs + 1):
         module.train()
-        batches = [(i, b) for i, (x, _, _, _) in enumerate(tr)
-                   for b in np.array_split(rng.permutation(len(x)), max(1, int(np.ceil(len(x) / cfg.batch_size))))]
-        order = rng.permutation(len(batches))
         total, count = 0.0, 0
-        for j in order:
-            i, idx = batches[j]
-            if len(idx) < 2:
+        for xb, yb, sb, g in _epoch_batches(tr, streams, cfg, rng, epoch):
+            if len(xb) < 2:
                 continue
-            x, y, s, g = tr[i]
-            xb = x[idx]
             logits = _forward(module, xb, g)
-            loss = combined_loss(logits, y[idx], None if s is None else s[idx], cfg.soft_weight, cfg.hard_loss)
+            loss = combined_loss(logits, yb, sb, cfg.soft_weight, cfg.hard_loss)
             if teacher is not None:
                 with torch.no_grad():
                     tl = _forward(teacher, xb, g)
                 loss = loss + dw * distillation_loss(logits, tl, dt)
-            total += optimizer_step(opt, loss) * len(idx)
-            count += len(idx)
+            total += optimizer_step(opt, loss) * len(xb)
+            count += len(xb)
         sched.step()
         vl, vh, vn = 0.0, 0, 0
         module.eval()
