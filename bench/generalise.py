@@ -31,9 +31,9 @@ import numpy as np
 from .common import RESULTS, header, md_table, save_fig, write_text
 
 CITIES = ("city0", "city1", "city2", "city3")
-FULL = dict(n_corpus=120_000, corpus_cities=1000, n_test=3000, epochs=12, dscnn_samples=30_000, dscnn_epochs=6,
+FULL = dict(n_corpus=120_000, corpus_cities=1000, n_test=3000, epochs=10, dscnn_samples=30_000, dscnn_epochs=6,
             n_shift=2000, n_adapt=700, labels=(25, 50, 100, 200), curve_cities=(1, 10, 100, 1000), curve_samples=30_000,
-            curve_epochs=10, sites=12, site_samples=400, n_boot=1000)
+            curve_epochs=8, sites=12, site_samples=400, n_boot=1000)
 QUICK = dict(n_corpus=12_000, corpus_cities=100, n_test=400, epochs=3, dscnn_samples=4000, dscnn_epochs=2, n_shift=300,
              n_adapt=300, labels=(25, 50, 100, 200), curve_cities=(1, 10, 100), curve_samples=4000, curve_epochs=3, sites=4,
              site_samples=200, n_boot=200)
