@@ -288,3 +288,23 @@ def test_train_on_parts_streams_a_shard_folder(tmp_path):
         assert res.epochs_run == 2 and np.isfinite(res.best_val_loss)
         weights.append(m.body[0].weight.detach().numpy().copy())
     assert np.array_equal(weights[0], weights[1])
+
+
+def test_shipped_pretrained_teacher_student_and_meta_head_load_for_any_codebook():
+    """The weights in edgebm/_pretrained load for 16 -> 64 and 16 -> 256 (same file, gain patterns recomputed), predict
+    far above chance on an unseen named city, and the meta head matches the student's head shape."""
+    from edgebm.data.simulated import generate_dataset
+    from edgebm.models.pretrained import load_pretrained_student, load_pretrained_teacher, pretrained_info, pretrained_meta_head
+    from edgebm.sim import ScenarioConfig
+
+    ds = generate_dataset(ScenarioConfig(city="city1"), 300, seed=12)
+    for load in (load_pretrained_teacher, load_pretrained_student):
+        m = load(16, 64, ds.codebooks, (8, 8))
+        assert m.family == "angular" and m.predict(ds.rsrp_b).shape == (300,)
+        assert np.mean(m.predict(ds.rsrp_b) == ds.best_a) > 0.6            # chance: 1/64
+    d256 = generate_dataset(ScenarioConfig(city="city1", set_a=256), 50, seed=13)
+    assert load_pretrained_teacher(16, 256, d256.codebooks).decision_scores(d256.rsrp_b).shape == (50, 256)
+    w, b = pretrained_meta_head(64)
+    assert w.shape == (64, 64) and b.shape == (64,) and pretrained_meta_head(256) is None
+    info = pretrained_info()
+    assert info["angular_teacher.npz"]["role"] == "teacher" and info["angular_student.npz"]["distilled_from"] == "angular_teacher.npz"
