@@ -21,7 +21,7 @@ import numpy as np
 
 from . import __version__
 from .budget import BudgetReport, run_gate, thop_flops
-from .budget.latency import ort_session
+from .runtime.session import ort_session
 from .data import BeamDataset, load_dataset
 from .deploy import check_parity, export_onnx, write_bundle
 from .deploy.onnx_export import INPUT_NAME, OUTPUT_NAMES

@@ -10,6 +10,8 @@ from typing import Callable
 
 import numpy as np
 
+from ..runtime.session import host_threads, ort_session
+
 __all__ = ["LatencyStats", "time_callable", "ort_session", "host_threads", "measure_onnx_latency", "rss_bytes"]
 
 
@@ -56,23 +58,6 @@ def rss_bytes() -> int | None:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return None
-
-
-def host_threads(threads: int) -> int:
-    """``threads`` capped at this host's cores: more threads than cores only measures oversubscription."""
-    return max(1, min(int(threads), os.cpu_count() or 1))
-
-
-def ort_session(onnx_path: str | Path, threads: int):
-    """A CPU onnxruntime session with ``threads`` intra-op threads (capped at the host's cores) and full
-    graph optimisation."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = host_threads(threads)
-    opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
 
 
 def measure_onnx_latency(

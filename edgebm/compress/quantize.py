@@ -153,15 +153,13 @@ def weighted_nodes(model: onnx.ModelProto | str | Path, op_types: Sequence[str] 
 
 def make_top1_eval(x_val: np.ndarray, y_val: np.ndarray, threads: int = 1) -> Callable[[str | Path], float]:
     """``eval_fn(onnx_path) -> top-1`` of the first output on (x_val, y_val) with onnxruntime CPU."""
-    import onnxruntime as ort
+    from ..runtime.session import ort_session
 
     x = np.ascontiguousarray(x_val, dtype=np.float32)
     y = np.asarray(y_val)
 
     def eval_fn(path: str | Path) -> float:
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        sess = ort_session(path, threads)
         logits = sess.run([sess.get_outputs()[0].name], {sess.get_inputs()[0].name: x})[0]
         return float(np.mean(logits.reshape(-1, logits.shape[-1]).argmax(-1) == y.reshape(-1)))
 
@@ -297,7 +295,7 @@ def _output_error_proxy(fp32_path: Path, quant_path: Path, nodes: list[str], x: 
     The node's first output keeps its tensor name in QDQ graphs (a Q/DQ pair is inserted after it,
     or the node's output is renamed ``<name>_QuantizeLinear_Input``), so both graphs can expose it.
     """
-    import onnxruntime as ort
+    from ..runtime.session import ort_session
 
     fp = onnx.load(str(fp32_path))
     q = onnx.load(str(quant_path))
@@ -318,9 +316,7 @@ def _output_error_proxy(fp32_path: Path, quant_path: Path, nodes: list[str], x: 
         have = {o.name for o in m.graph.output}
         for t in sorted(names - have):
             m.graph.output.append(onnx.helper.make_empty_tensor_value_info(t))
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        sess = ort_session(m.SerializeToString(), 1, optimization="none")
         outs = [o.name for o in sess.get_outputs()]
         vals = sess.run(outs, {sess.get_inputs()[0].name: np.ascontiguousarray(x, np.float32)})
         return dict(zip(outs, vals))

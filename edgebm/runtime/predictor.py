@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
 from .bundle import BundleError, read_manifest
+from .session import ort_session
 
 from ..errors import InputError
 
@@ -49,15 +48,8 @@ class Predictor:
         self.score_output: str = self.manifest["score_output"]
         self.score_kind: str = self.manifest["score_kind"]  # "logits" or "probabilities"
         self.feature_output: str | None = self.manifest.get("feature_output")
-        opts = ort.SessionOptions()
-        # the profile's thread count, capped at this host's cores (oversubscription only adds stalls)
-        opts.intra_op_num_threads = max(1, min(int(threads or self.manifest.get("threads", 1)), os.cpu_count() or 1))
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        try:
-            self.session = ort.InferenceSession(
-                str(self.bundle_dir / self.manifest["model_file"]), opts, providers=["CPUExecutionProvider"]
-            )
+        try:  # the profile's thread count, capped at this host's cores (edgebm.runtime.session)
+            self.session = ort_session(self.bundle_dir / self.manifest["model_file"], threads or self.manifest.get("threads", 1))
         except Exception as e:  # onnxruntime raises its own exception types
             raise BundleError(f"{self.bundle_dir}: onnxruntime cannot load the model: {str(e).splitlines()[0]}") from None
         self._codebook: dict[str, np.ndarray] | None = None
