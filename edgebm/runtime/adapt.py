@@ -1,10 +1,22 @@
-"""Head-only incremental update on the UE (numpy only).
+"""Head-only incremental update on the UE (numpy only, single-threaded, bounded in time).
 
 The bundle's graph exposes the penultimate features; the last layer (``head.npz``: ``W`` (A, F),
 ``b`` (A,)) is trained here by mini-batch SGD on softmax cross-entropy, with a replay buffer so new
-labels do not wipe out what the model knew. Labels come from fallback sweeps (hierarchical or
-exhaustive) the UE performs anyway. Each update is bounded by the profile's ``max_update_ms``
-(device-scaled wall time) and the head must not exceed ``max_trainable_params``.
+labels do not wipe out what was learned from earlier ones and an L2 pull towards the shipped head
+(not towards zero). Labels come from the sweeps (hierarchical fallback, periodic full sweeps) the UE
+performs anyway.
+
+Bounded: every call costs at most the profile's ``max_update_ms`` of device time (host time x
+``slowdown_vs_host``), counting everything — input checks, the features pass over the new samples,
+the SGD steps, the acceptance check and the head copy. The cost of each piece is estimated from a
+calibration at construction and then from the running mean of what was measured; a piece is started
+only when the estimate says it still fits, so an update never *starts* work that would overrun.
+Samples whose features pass does not fit wait in a queue for the next call (any batch size works).
+What was really spent is measured and reported (``UpdateStats.device_ms``, ``overrun``).
+
+Guarded: a share of the new labels (``holdout``) is held back and never trained on; an update that
+raises the cross-entropy on the held-back labels is rolled back (adapting a healthy head can make it
+worse — seed 000's array case).
 
 Written here rather than with a training framework: the UE runtime must stay torch-free, and the
 update is one matrix product and its gradient.
@@ -13,14 +25,17 @@ update is one matrix product and its gradient.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
+from ..errors import ConfigError
 from .bundle import BundleError, read_manifest, write_bundle
 from .predictor import InputError, Predictor
 
@@ -29,37 +44,70 @@ __all__ = ["HeadAdapter", "UpdateStats", "softmax_ce_grad"]
 
 @dataclass(frozen=True)
 class UpdateStats:
-    """One call of :meth:`HeadAdapter.update`."""
+    """One call of :meth:`HeadAdapter.update`. Times in ms."""
 
-    n_new: int  # labelled samples added
+    n_new: int  # labelled samples handed to this call
+    n_trained: int  # samples whose features entered the replay buffer in this call
+    n_holdout: int  # ... that were held back for the acceptance check instead
+    n_pending: int  # samples still queued (their features pass did not fit in this call's budget)
     steps: int  # SGD steps taken
-    host_ms: float  # wall time on this host, ms
-    device_ms: float  # host_ms scaled to the profile's device, ms
-    budget_ms: float  # profile max_update_ms
-    loss_before: float  # CE on the new samples before the update
-    loss_after: float  # ... and after
+    host_ms: float  # wall time of the whole call on this host
+    device_ms: float  # host_ms x the profile's slowdown_vs_host
+    budget_ms: float  # the profile's max_update_ms (device time)
+    overrun: bool  # device_ms > budget_ms: an estimate was wrong (reported, never hidden)
+    accepted: bool  # False: the steps raised the held-out loss and were rolled back
+    loss_before: float  # cross-entropy on the held-back labels before the steps (NaN without any)
+    loss_after: float  # ... after the steps (before a rollback)
+    stop: str  # why the step loop ended: "steps" (all done), "budget" (next piece would not fit), "no data"
 
 
-def softmax_ce_grad(feats: np.ndarray, labels: np.ndarray, w: np.ndarray, b: np.ndarray, l2: float = 0.0) -> tuple[float, np.ndarray, np.ndarray]:
-    """Mean softmax cross-entropy of ``feats @ w.T + b`` against integer ``labels``, and its
-    gradients (dW (A, F), db (A,)); ``l2`` adds ``l2/2 ||W||^2``."""
+def softmax_ce_grad(
+    feats: np.ndarray, labels: np.ndarray, w: np.ndarray, b: np.ndarray, l2: float = 0.0, w_ref: np.ndarray | None = None
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Mean softmax cross-entropy of ``feats @ w.T + b`` against integer ``labels``, and its gradients
+    (dW (A, F), db (A,)); ``l2`` adds ``l2/2 ||W - w_ref||^2`` (``w_ref`` = 0 when None)."""
     z = feats @ w.T + b
     z = z - z.max(1, keepdims=True)
     p = np.exp(z)
     p /= p.sum(1, keepdims=True)
     n = len(labels)
-    loss = float(-np.mean(np.log(p[np.arange(n), labels] + 1e-12)) + 0.5 * l2 * np.sum(w * w))
+    dw = w if w_ref is None else w - w_ref
+    loss = float(-np.mean(np.log(p[np.arange(n), labels] + 1e-12)) + 0.5 * l2 * np.sum(dw * dw))
     p[np.arange(n), labels] -= 1.0
     p /= n
-    return loss, p.T @ feats + l2 * w, p.sum(0)
+    return loss, p.T @ feats + l2 * dw, p.sum(0)
+
+
+class _Cost:
+    """Running mean (last ``window`` measurements) of one piece of work, ms; seeded by a calibration."""
+
+    def __init__(self, first: float, window: int = 32) -> None:
+        self.seen: deque[float] = deque([first], maxlen=window)
+
+    def add(self, ms: float) -> None:
+        self.seen.append(ms)
+
+    @property
+    def ms(self) -> float:
+        return float(np.mean(self.seen))
+
+
+def _positive(name: str, value: Any, integer: bool = False, zero_ok: bool = False) -> None:
+    ok_type = isinstance(value, (int, np.integer)) if integer else isinstance(value, (int, float, np.integer, np.floating))
+    if isinstance(value, bool) or not ok_type or not math.isfinite(float(value)) or (value < 0 if zero_ok else value <= 0):
+        kind = "an integer" if integer else "a finite number"
+        raise ConfigError(f"HeadAdapter {name}", f"got {value!r}", f"give {kind} {'>= 0' if zero_ok else '> 0'}")
 
 
 class HeadAdapter:
-    """Incremental SGD on a predictor's head with a replay buffer.
+    """Incremental, time-bounded, guarded SGD on a predictor's head.
 
-    ``replay`` is the buffer capacity (samples, ring buffer); each step draws ``batch`` samples,
-    half from the newest labels and half from the buffer. ``max_update_ms`` and
-    ``max_trainable_params`` default to the bundle's profile. All draws from ``seed``.
+    ``replay``: replay-buffer capacity (samples, ring buffer); each step draws ``batch`` samples, half
+    from the newest labels and half from the buffer. ``holdout``: share of the labels held back for the
+    acceptance check (ring buffer of ``max(16, replay // 4)``; 0 disables the guard). ``l2``: pull towards
+    the shipped head. ``max_update_ms`` (device ms) and ``slowdown`` default to the bundle's profile;
+    the head must not exceed the profile's ``max_trainable_params``. All draws from ``seed``.
+    ``clock`` (seconds, monotonic) is injectable for tests.
     """
 
     def __init__(
@@ -69,29 +117,46 @@ class HeadAdapter:
         replay: int = 1024,
         batch: int = 64,
         steps: int = 20,
-        l2: float = 1e-4,
+        l2: float = 1e-3,
         seed: int = 0,
         max_update_ms: float | None = None,
         slowdown: float | None = None,
+        holdout: float = 0.2,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         if predictor.feature_output is None or predictor.head is None:
             raise BundleError(f"{predictor.bundle_dir}: bundle has no feature output / head.npz; it cannot be adapted on device")
+        _positive("lr", lr)
+        _positive("replay", replay, integer=True)
+        _positive("batch", batch, integer=True)
+        _positive("steps", steps, integer=True)
+        _positive("l2", l2, zero_ok=True)
+        _positive("seed", seed, integer=True, zero_ok=True)
+        if isinstance(holdout, bool) or not isinstance(holdout, (int, float)) or not 0.0 <= holdout < 1.0:
+            raise ConfigError("HeadAdapter holdout", f"got {holdout!r}", "give a share in [0, 1) of the labels to hold back")
         prof = predictor.manifest.get("profile_config", {})
         adapt = prof.get("adaptation", {})
         self.pred = predictor
-        self.w, self.b = predictor.head[0].copy(), predictor.head[1].copy()
+        self.w, self.b = predictor.head[0].astype(np.float32), predictor.head[1].astype(np.float32)
+        self.w0 = self.w.copy()
         limit = int(adapt.get("max_trainable_params", self.w.size + self.b.size))
         if self.w.size + self.b.size > limit:
             raise BundleError(f"head has {self.w.size + self.b.size} trainable parameters, profile allows {limit}")
         self.max_update_ms = float(max_update_ms if max_update_ms is not None else adapt.get("max_update_ms", 10.0))
         self.slowdown = float(slowdown if slowdown is not None else prof.get("compute", {}).get("slowdown_vs_host", 1.0))
-        self.lr, self.batch, self.steps, self.l2 = lr, batch, steps, l2
+        _positive("max_update_ms", self.max_update_ms)
+        _positive("slowdown", self.slowdown)
+        self.lr, self.batch, self.steps, self.l2, self.holdout = float(lr), int(batch), int(steps), float(l2), float(holdout)
         self.rng = np.random.default_rng(seed)
+        self.clock = clock or time.perf_counter
         f = self.w.shape[1]
-        self.buf_x = np.zeros((replay, f), np.float32)
-        self.buf_y = np.zeros(replay, np.int64)
-        self.n_seen = 0
+        self.buf_x, self.buf_y = np.zeros((int(replay), f), np.float32), np.zeros(int(replay), np.int64)
+        self.hold_x, self.hold_y = np.zeros((max(16, int(replay) // 4), f), np.float32), np.zeros(max(16, int(replay) // 4), np.int64)
+        self.n_seen = 0  # labels that entered the replay buffer since the last reset
+        self.n_held = 0  # ... the hold-out buffer
+        self._queue: list[tuple[np.ndarray, np.ndarray]] = []
         self.updates = 0
+        self.history: list[UpdateStats] = []
         # the UE update runs single-threaded: OpenBLAS's worker threads spin-wait on a busy core and made
         # one 20-step update take over a second on a loaded 2-core host (12 ms with one thread)
         try:
@@ -100,60 +165,206 @@ class HeadAdapter:
             self._blas = ThreadpoolController()
         except ImportError:  # pragma: no cover - threadpoolctl is a dependency
             self._blas = None
-        # the first run of the feature output allocates its buffers: do it now, not inside a timed update
-        predictor.features(np.full((1, predictor.n_b), -100.0, np.float32))
-        self.history: list[UpdateStats] = []
+        with self._one_thread():
+            self._calibrate()
+
+    # -- bookkeeping ------------------------------------------------------------------------------
+    @property
+    def n_classes(self) -> int:
+        """Set A size of the head (labels must be in ``[0, n_classes)``)."""
+        return int(self.w.shape[0])
 
     @property
     def n_buffered(self) -> int:
         return min(self.n_seen, len(self.buf_y))
 
-    def _push(self, feats: np.ndarray, labels: np.ndarray) -> None:
-        cap = len(self.buf_y)
-        idx = (self.n_seen + np.arange(len(labels))) % cap
-        self.buf_x[idx] = feats[-cap:] if len(labels) > cap else feats
-        self.buf_y[idx] = labels[-cap:] if len(labels) > cap else labels
-        self.n_seen += len(labels)
+    @property
+    def n_pending(self) -> int:
+        return int(sum(len(y) for _, y in self._queue))
 
-    def update(self, rsrp_b: np.ndarray, labels: np.ndarray) -> UpdateStats:
-        """Add labelled samples (Set B RSRP in dBm, best Set A beam) and take SGD steps until
-        ``steps`` are done or the device-scaled time reaches ``max_update_ms``."""
-        if self._blas is None:
-            return self._update(rsrp_b, labels)
-        with self._blas.limit(limits=1, user_api="blas"):
+    def reset(self) -> None:
+        """Forget buffered and queued labels (after a domain change they describe the old domain); the head stays."""
+        self.n_seen = self.n_held = 0
+        self._queue = []
+
+    def cost_estimates_ms(self) -> dict[str, float]:
+        """Current host-ms estimates of each piece of an update (features per row and fixed, step, loss, head copy)."""
+        return {"features_fixed": self._feat_fixed, "features_per_row": self._feat_row.ms, "step": self._step.ms,
+                "loss": self._loss.ms, "copy": self._copy.ms}
+
+    def _one_thread(self) -> Any:
+        import contextlib
+
+        return self._blas.limit(limits=1, user_api="blas") if self._blas is not None else contextlib.nullcontext()
+
+    def _ms(self, t0: float) -> float:
+        return (self.clock() - t0) * 1e3
+
+    def _calibrate(self) -> None:
+        """Time each piece once (after a warm-up call that allocates the session's buffers)."""
+        n_b = self.pred.n_b
+        x1, x64 = np.full((1, n_b), -100.0, np.float32), np.full((64, n_b), -100.0, np.float32)
+        self.pred.features(x1)
+        t0 = self.clock()
+        self.pred.features(x1)
+        t1 = self._ms(t0)
+        t0 = self.clock()
+        feats = np.atleast_2d(self.pred.features(x64)).astype(np.float32)
+        t64 = self._ms(t0)
+        self._feat_fixed = t1
+        self._feat_row = _Cost(max(t64 - t1, 0.0) / 63)
+        xb = np.resize(feats, (self.batch, feats.shape[1]))
+        yb = np.arange(self.batch) % self.n_classes
+        t0 = self.clock()
+        _, gw, gb = softmax_ce_grad(xb, yb, self.w, self.b, self.l2, self.w0)
+        _ = self.w - self.lr * gw, self.b - self.lr * gb
+        self._step = _Cost(self._ms(t0))
+        xh = np.resize(feats, (len(self.hold_y), feats.shape[1]))
+        t0 = self.clock()
+        softmax_ce_grad(xh, np.arange(len(xh)) % self.n_classes, self.w, self.b)
+        self._loss = _Cost(self._ms(t0))
+        t0 = self.clock()
+        _ = self.w.copy(), self.b.copy()
+        self._copy = _Cost(self._ms(t0))
+
+    # -- the update -------------------------------------------------------------------------------
+    def _labels(self, labels: Any) -> np.ndarray:
+        a = self.n_classes
+        arr = np.atleast_1d(np.asarray(labels))
+        if arr.dtype.kind == "O" and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in arr.ravel()):
+            raise InputError(f"labels must be Set A beam indices in [0, {a}); got {max(arr.ravel(), key=abs)} (out of range)")
+        if arr.dtype.kind not in "iu" or arr.dtype == bool:
+            raise InputError(f"labels must be integer Set A beam indices in [0, {a}); got dtype {arr.dtype} (round or cast them first)")
+        if arr.ndim != 1:
+            raise InputError(f"labels must be a 1-D array of beam indices, got shape {arr.shape}")
+        if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= a):
+            bad = int(arr.min()) if int(arr.min()) < 0 else int(arr.max())
+            raise InputError(f"labels must be Set A beam indices in [0, {a}); got {bad}")
+        return arr.astype(np.int64)
+
+    def update(self, rsrp_b: Any, labels: Any) -> UpdateStats:
+        """Add labelled samples (Set B RSRP in dBm (n, |B|), best Set A beam (n,)) and spend at most
+        ``max_update_ms`` of device time on them (see the module docstring for what is counted)."""
+        with self._one_thread():
             return self._update(rsrp_b, labels)
 
-    def _update(self, rsrp_b: np.ndarray, labels: np.ndarray) -> UpdateStats:
-        labels = np.atleast_1d(np.asarray(labels, dtype=np.int64))
-        if labels.size and (labels.min() < 0 or labels.max() >= self.w.shape[0]):
-            raise InputError(f"labels must be Set A beam indices in [0, {self.w.shape[0]})")
-        t0 = time.perf_counter()
-        feats = np.atleast_2d(self.pred.features(rsrp_b)).astype(np.float32)
-        if len(feats) != len(labels):
-            raise InputError(f"{len(feats)} samples but {len(labels)} labels")
-        loss_before, _, _ = softmax_ce_grad(feats, labels, self.w, self.b)
-        self._push(feats, labels)
-        budget_host_ms = self.max_update_ms / max(self.slowdown, 1e-9)
-        steps = 0
-        half = self.batch // 2
-        for _ in range(self.steps):
-            new = self.rng.integers(0, len(labels), size=min(half, len(labels)))
-            old = self.rng.integers(0, self.n_buffered, size=self.batch - len(new))
-            x = np.concatenate([feats[new], self.buf_x[old]])
-            y = np.concatenate([labels[new], self.buf_y[old]])
-            _, gw, gb = softmax_ce_grad(x, y, self.w, self.b, self.l2)
-            self.w -= self.lr * gw
-            self.b -= self.lr * gb
-            steps += 1
-            if (time.perf_counter() - t0) * 1e3 >= budget_host_ms * 0.9:
-                break
-        host_ms = (time.perf_counter() - t0) * 1e3
-        loss_after, _, _ = softmax_ce_grad(feats, labels, self.w, self.b)
-        self.pred.set_head(self.w, self.b)
+    def _update(self, rsrp_b: Any, labels: Any) -> UpdateStats:
+        t0 = self.clock()
+        budget = self.max_update_ms / self.slowdown  # host ms
+        y = self._labels(labels)
+        x = np.asarray(rsrp_b)
+        x = x[None, :] if x.ndim == 1 else x
+        if len(x) != len(y):
+            raise InputError(f"{len(x)} samples but {len(y)} labels")
+        if len(y):
+            x, _ = self.pred._check(x)  # the predictor's own checks (shape, NaN, units), before anything is queued
+            self._queue.append((x, y))
+
+        def fits(ms: float) -> bool:
+            return self._ms(t0) + ms <= budget
+
+        # 1. features of as many queued samples as fit (FIFO), leaving room for one step, two losses and the copy
+        reserve = self._step.ms + 2 * self._loss.ms + self._copy.ms
+        room = budget - self._ms(t0) - reserve - self._feat_fixed
+        n_rows = min(self.n_pending, int(room / self._feat_row.ms) if self._feat_row.ms > 0 else self.n_pending) if room > 0 else 0
+        new_x, new_y = self._take(n_rows)
+        n_train = n_hold = 0
+        if len(new_y):
+            t1 = self.clock()
+            feats = np.atleast_2d(self.pred.features(new_x)).astype(np.float32)
+            self._feat_row.add(max(self._ms(t1) - self._feat_fixed, 0.0) / len(new_y))
+            hold = self._hold_mask(len(new_y))
+            self._push(self.hold_x, self.hold_y, "n_held", feats[hold], new_y[hold])
+            self._push(self.buf_x, self.buf_y, "n_seen", feats[~hold], new_y[~hold])
+            n_train, n_hold = int((~hold).sum()), int(hold.sum())
+            fresh_x, fresh_y = feats[~hold], new_y[~hold]
+        else:
+            fresh_x, fresh_y = np.zeros((0, self.w.shape[1]), np.float32), np.zeros(0, np.int64)
+
+        # 2. SGD steps, each started only if it and the closing check still fit
+        guard = min(self.n_held, len(self.hold_y)) > 0
+        hx, hy = self.hold_x[: min(self.n_held, len(self.hold_y))], self.hold_y[: min(self.n_held, len(self.hold_y))]
+        steps, stop = 0, "no data"
+        loss_before = loss_after = float("nan")
+        w_old, b_old = self.w.copy(), self.b.copy()
+        closing = (self._loss.ms if guard else 0.0) + self._copy.ms
+        if self.n_buffered and fits((self._loss.ms if guard else 0.0) + self._step.ms + closing):
+            if guard:
+                t1 = self.clock()
+                loss_before = softmax_ce_grad(hx, hy, self.w, self.b)[0]
+                self._loss.add(self._ms(t1))
+            stop = "steps"
+            half = min(self.batch // 2, len(fresh_y))
+            for _ in range(self.steps):
+                if not fits(self._step.ms + closing):
+                    stop = "budget"
+                    break
+                t1 = self.clock()
+                new = self.rng.integers(0, len(fresh_y), size=half) if half else np.zeros(0, np.int64)
+                old = self.rng.integers(0, self.n_buffered, size=self.batch - half)
+                xb = np.concatenate([fresh_x[new], self.buf_x[old]])
+                yb = np.concatenate([fresh_y[new], self.buf_y[old]])
+                _, gw, gb = softmax_ce_grad(xb, yb, self.w, self.b, self.l2, self.w0)
+                self.w -= self.lr * gw
+                self.b -= self.lr * gb
+                self._step.add(self._ms(t1))
+                steps += 1
+        elif self.n_buffered or self.n_pending:
+            stop = "budget"
+
+        # 3. acceptance check and head copy
+        accepted = True
+        if steps:
+            if guard:
+                t1 = self.clock()
+                loss_after = softmax_ce_grad(hx, hy, self.w, self.b)[0]
+                self._loss.add(self._ms(t1))
+                accepted = loss_after <= loss_before
+            if accepted:
+                t1 = self.clock()
+                self.pred.set_head(self.w.copy(), self.b.copy())
+                self._copy.add(self._ms(t1))
+            else:
+                self.w, self.b = w_old, b_old
+        host_ms = self._ms(t0)
         self.updates += 1
-        st = UpdateStats(len(labels), steps, host_ms, host_ms * self.slowdown, self.max_update_ms, loss_before, loss_after)
+        st = UpdateStats(len(y), n_train, n_hold, self.n_pending, steps, host_ms, host_ms * self.slowdown, self.max_update_ms,
+                         host_ms * self.slowdown > self.max_update_ms, accepted, loss_before, loss_after, stop)
         self.history.append(st)
         return st
+
+    def _take(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Pop the ``n`` oldest queued samples."""
+        xs, ys = [], []
+        while n > 0 and self._queue:
+            x, y = self._queue[0]
+            xs.append(x[:n])
+            ys.append(y[:n])
+            if len(y) <= n:
+                self._queue.pop(0)
+            else:
+                self._queue[0] = (x[n:], y[n:])
+            n -= len(ys[-1])
+        if not ys:
+            return np.zeros((0, self.pred.n_b), np.float32), np.zeros(0, np.int64)
+        return np.concatenate(xs), np.concatenate(ys)
+
+    def _hold_mask(self, n: int) -> np.ndarray:
+        """Which of ``n`` new samples to hold back: enough that ``holdout`` of all labels since the reset are held."""
+        total = self.n_seen + self.n_held + n
+        k = min(n, max(0, math.ceil(self.holdout * total) - self.n_held))
+        mask = np.zeros(n, dtype=bool)
+        mask[self.rng.permutation(n)[:k]] = True
+        return mask
+
+    def _push(self, bx: np.ndarray, by: np.ndarray, counter: str, feats: np.ndarray, labels: np.ndarray) -> None:
+        """Append to a ring buffer; a batch larger than the buffer keeps its newest ``len(by)`` samples."""
+        cap = len(by)
+        seen = getattr(self, counter)
+        keep = slice(max(0, len(labels) - cap), len(labels))
+        idx = (seen + np.arange(keep.start, keep.stop)) % cap
+        bx[idx], by[idx] = feats[keep], labels[keep]
+        setattr(self, counter, seen + len(labels))
 
     def save(self, out_dir: str | Path) -> Path:
         """Write a new bundle version at ``out_dir`` with the adapted head; the original is untouched."""
