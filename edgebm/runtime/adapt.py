@@ -192,6 +192,13 @@ class HeadAdapter:
         return {"features_fixed": self._feat_fixed, "features_per_row": self._feat_row.ms, "step": self._step.ms,
                 "loss": self._loss.ms, "copy": self._copy.ms}
 
+    def timing(self) -> dict[str, float]:
+        """Measured device time of every update so far, ms (mean, p99, max), the budget, overruns and rollbacks."""
+        ms = np.array([h.device_ms for h in self.history]) if self.history else np.zeros(1)
+        return {"updates": len(self.history), "device_ms_mean": float(ms.mean()), "device_ms_p99": float(np.percentile(ms, 99)),
+                "device_ms_max": float(ms.max()), "budget_ms": self.max_update_ms,
+                "overruns": sum(h.overrun for h in self.history), "rolled_back": sum(not h.accepted for h in self.history)}
+
     def _one_thread(self) -> Any:
         import contextlib
 
