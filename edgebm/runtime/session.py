@@ -22,13 +22,17 @@ def host_threads(threads: int | None) -> int:
     return max(1, min(int(threads or 1), os.cpu_count() or 1))
 
 
-def ort_session(model: str | Path | bytes, threads: int | None = 1, *, optimization: str = "all", quiet: bool = False) -> Any:
+def ort_session(
+    model: str | Path | bytes, threads: int | None = 1, *, optimization: str = "all", quiet: bool = False, arena: bool = True
+) -> Any:
     """A CPU :class:`onnxruntime.InferenceSession` for ``model`` (a path or serialised ONNX bytes).
 
     ``threads``: intra-op threads wanted (the profile's), capped by :func:`host_threads`.
     ``optimization``: graph optimisation level, ``all`` (default, what a deployed session uses),
     ``extended``, ``basic`` or ``none`` (to read intermediate tensors exactly as stored).
     ``quiet``: only errors are logged (skl2onnx graphs warn about unused initialisers).
+    ``arena``: onnxruntime's CPU memory arena (grabs ~1 MiB chunks whatever the model size); off to measure what
+    a session really holds.
     """
     import onnxruntime as ort
 
@@ -40,5 +44,6 @@ def ort_session(model: str | Path | bytes, threads: int | None = 1, *, optimizat
     opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVELS[optimization])
     if quiet:
         opts.log_severity_level = 3
+    opts.enable_cpu_mem_arena = bool(arena)
     src = model if isinstance(model, (bytes, bytearray)) else str(model)
     return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
