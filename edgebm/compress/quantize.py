@@ -393,9 +393,9 @@ def quantize_onnx(
         if pinned:
             make_all = q.make
             q.make = lambda excl, out: make_all([*pinned, *excl], out)  # type: ignore[method-assign]
-            notes.append(f"kept in fp32 by request: {', '.join(pinned)}")
+            notes.append(f"kept fp32 (on-device head): {', '.join(pinned)}")
         candidates = [c for c in weighted_nodes(pre_model, sorted(_QUANTISABLE[mode])) if c not in pinned]
-        left_fp32 = [n.name for n in pre_model.graph.node if n.op_type in WEIGHTED_OPS and n.name not in candidates]
+        left_fp32 = [n.name for n in pre_model.graph.node if n.op_type in WEIGHTED_OPS and n.name not in candidates and n.name not in pinned]
         if left_fp32:
             notes.append(f"{mode} cannot quantise {sorted({n.op_type for n in pre_model.graph.node if n.name in left_fp32})}: "
                          f"{len(left_fp32)} node(s) stay fp32 ({', '.join(left_fp32[:6])}{'...' if len(left_fp32) > 6 else ''})")
@@ -423,10 +423,12 @@ def quantize_onnx(
                     notes.append(f"exclusion ranked by weight size ({len(candidates)} candidates > max_trials={cfg.max_trials}, no calib_x)")
                 order = sorted(candidates, key=lambda n: (-sensitivity.get(n, float("-inf")), candidates.index(n)))
                 for node in order[:cap]:
-                    excluded.append(node)
-                    path = q.make(excluded, work / f"greedy_{len(excluded)}.onnx")
+                    path = q.make([*excluded, node], work / f"greedy_{len(trials)}.onnx")
                     top1 = float(eval_fn(str(path)))
-                    trials.append({"excluded": list(excluded), "top1": top1})
+                    trials.append({"excluded": [*excluded, node], "top1": top1, "kept": top1 >= quant_top1})
+                    if top1 < quant_top1:  # keeping this node in fp32 lowered top-1: do not keep the step
+                        continue
+                    excluded.append(node)
                     best, quant_top1 = path, top1
                     if fp32_top1 - top1 <= max_drop:
                         break
