@@ -195,7 +195,7 @@ def run(quick: bool = False, out_dir: Path = RESULTS, argv: str = "") -> str:
 
 def _plot(plt, results, info, order, path: Path) -> None:
     colors = {"DNN (teacher)": "tab:blue", "edgebm bundle": "lightsteelblue", "HS": "tab:orange", "ES": "tab:green",
-              order[-2]: "tab:purple"}
+              order[-1]: "tab:purple"}
     fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 4.2))
     width = 0.16
     for ax, (key, conds) in zip(np.atleast_1d(axes), results.items()):

@@ -50,7 +50,7 @@ def timed(toy_bundle, monkeypatch):
 
 def test_never_starts_a_step_that_would_overrun(timed, toy_dataset):
     pred, clock, _ = timed
-    ad = HeadAdapter(pred, steps=50, seed=0, max_update_ms=10.0, slowdown=2.0, clock=clock)
+    ad = HeadAdapter(pred, steps=50, seed=0, max_update_ms=10.0, slowdown=2.0, clock=clock, min_holdout=1)
     # calibration: features 1 row = 0.51 ms, 64 rows = 1.14 ms -> 0.01 ms/row; one step = 1 gradient = 1 ms; loss 1 ms; copy 0
     est = ad.cost_estimates_ms()
     assert est["features_fixed"] == pytest.approx(0.51) and est["features_per_row"] == pytest.approx(0.01)
@@ -66,7 +66,7 @@ def test_never_starts_a_step_that_would_overrun(timed, toy_dataset):
 
 def test_nothing_fits_leaves_labels_queued(timed, toy_dataset):
     pred, clock, _ = timed
-    ad = HeadAdapter(pred, steps=50, seed=0, max_update_ms=4.0, slowdown=2.0, clock=clock)
+    ad = HeadAdapter(pred, steps=50, seed=0, max_update_ms=4.0, slowdown=2.0, clock=clock, min_holdout=1)
     w0 = ad.w.copy()
     st = ad.update(toy_dataset.rsrp_b[:10], toy_dataset.best_a[:10])
     # host budget 2 ms < the 3 ms reserved for one step, two losses and the copy: no features pass, no step
@@ -76,7 +76,7 @@ def test_nothing_fits_leaves_labels_queued(timed, toy_dataset):
 
 def test_an_overrun_is_reported_not_hidden(timed, toy_dataset):
     pred, clock, cost = timed
-    ad = HeadAdapter(pred, steps=50, seed=0, max_update_ms=10.0, slowdown=2.0, clock=clock)
+    ad = HeadAdapter(pred, steps=50, seed=0, max_update_ms=10.0, slowdown=2.0, clock=clock, min_holdout=1)
     cost["per_row"] = 0.5  # the device got 50x slower per row after calibration
     st = ad.update(toy_dataset.rsrp_b[:10], toy_dataset.best_a[:10])
     # features of 10 rows now take 0.5 + 5 = 5.5 ms > the 5 ms host budget: no step may start, and the overrun shows
@@ -98,10 +98,19 @@ def test_any_batch_size_works(toy_bundle, toy_dataset):
     assert ad.update(x[:0], y[:0]).n_new == 0  # and none
 
 
+def test_no_step_before_enough_labels_are_held_back(toy_bundle, toy_dataset):
+    ad = HeadAdapter(Predictor(toy_bundle.bundle_dir), seed=0, max_update_ms=1e9, min_holdout=8)
+    w0 = ad.w.copy()
+    # 4 labels at a time, 20 % held back: ceil(0.2 n) held after n labels -> 8 held once n = 36 (9 calls)
+    stops = [ad.update(toy_dataset.rsrp_b[i : i + 4], toy_dataset.best_a[i : i + 4]).stop for i in range(0, 40, 4)]
+    assert stops[:8] == ["holdout"] * 8 and stops[8] == "steps" and np.array_equal(w0, w0)
+    assert ad.history[7].steps == 0 and ad.history[8].steps == 20
+
+
 @pytest.mark.parametrize("kw,field", [
     ({"replay": 0}, "replay"), ({"replay": 2.5}, "replay"), ({"lr": float("nan")}, "lr"), ({"lr": float("inf")}, "lr"),
     ({"lr": -0.1}, "lr"), ({"lr": 0}, "lr"), ({"batch": 0}, "batch"), ({"steps": 0}, "steps"), ({"l2": -1.0}, "l2"),
-    ({"holdout": 1.0}, "holdout"), ({"max_update_ms": 0.0}, "max_update_ms"), ({"slowdown": float("nan")}, "slowdown"),
+    ({"holdout": 1.0}, "holdout"), ({"min_holdout": -1}, "min_holdout"), ({"max_update_ms": 0.0}, "max_update_ms"), ({"slowdown": float("nan")}, "slowdown"),
 ])
 def test_constructor_rejects_bad_arguments(toy_bundle, kw, field):
     with pytest.raises(ConfigError, match=field) as e:

@@ -136,10 +136,10 @@ def test_head_update_respects_time_budget(toy_bundle, toy_dataset):
 
     pred = Predictor(toy_bundle.bundle_dir)
     ad = HeadAdapter(pred, steps=10_000, seed=0, max_update_ms=2.0, slowdown=1.0)
-    st = ad.update(toy_dataset.rsrp_b[:32], toy_dataset.best_a[:32])
-    # the loop stops once 90% of the budget is spent: far fewer than the 10,000 steps asked for
-    # (no wall-clock bound asserted here: shared CI machines stall; the emulator reports the real times)
-    assert 1 <= st.steps < 10_000
+    st = ad.update(toy_dataset.rsrp_b[:40], toy_dataset.best_a[:40])
+    # 10,000 steps cannot fit in 2 ms: the budget ends the loop (how many steps fit depends on this host's load;
+    # tests/test_head_adapter.py checks the arithmetic on a deterministic clock)
+    assert st.steps < 10_000 and st.stop == "budget"
     assert st.budget_ms == 2.0 and st.device_ms == pytest.approx(st.host_ms)
 
 

@@ -58,7 +58,8 @@ class UpdateStats:
     accepted: bool  # False: the steps raised the held-out loss and were rolled back
     loss_before: float  # cross-entropy on the held-back labels before the steps (NaN without any)
     loss_after: float  # ... after the steps (before a rollback)
-    stop: str  # why the step loop ended: "steps" (all done), "budget" (next piece would not fit), "no data"
+    stop: str  # why the step loop ended: "steps" (all done), "budget" (next piece would not fit), "no data", "holdout" (fewer
+    # than min_holdout labels held back yet: no update can be judged, so none is made)
 
 
 def softmax_ce_grad(
@@ -79,7 +80,9 @@ def softmax_ce_grad(
 
 
 class _Cost:
-    """Running mean (last ``window`` measurements) of one piece of work, ms; seeded by a calibration."""
+    """Running estimate of one piece of work, ms: the median of the last ``window`` measurements, seeded by a
+    calibration. A median, not a mean: one call preempted for 100 ms on a busy host would otherwise hold every
+    step back for the next ``window`` updates (the outlier itself shows as an overrun)."""
 
     def __init__(self, first: float, window: int = 32) -> None:
         self.seen: deque[float] = deque([first], maxlen=window)
@@ -89,7 +92,7 @@ class _Cost:
 
     @property
     def ms(self) -> float:
-        return float(np.mean(self.seen))
+        return float(np.median(self.seen))
 
 
 def _positive(name: str, value: Any, integer: bool = False, zero_ok: bool = False) -> None:
@@ -104,7 +107,8 @@ class HeadAdapter:
 
     ``replay``: replay-buffer capacity (samples, ring buffer); each step draws ``batch`` samples, half
     from the newest labels and half from the buffer. ``holdout``: share of the labels held back for the
-    acceptance check (ring buffer of ``max(16, replay // 4)``; 0 disables the guard). ``l2``: pull towards
+    acceptance check (ring buffer of ``max(16, replay // 4)``; 0 disables the guard); no step is taken before
+    ``min_holdout`` labels are held back. ``l2``: pull towards
     the shipped head. ``max_update_ms`` (device ms) and ``slowdown`` default to the bundle's profile;
     the head must not exceed the profile's ``max_trainable_params``. All draws from ``seed``.
     ``clock`` (seconds, monotonic) is injectable for tests.
@@ -122,6 +126,7 @@ class HeadAdapter:
         max_update_ms: float | None = None,
         slowdown: float | None = None,
         holdout: float = 0.2,
+        min_holdout: int = 8,
         clock: Callable[[], float] | None = None,
     ) -> None:
         if predictor.feature_output is None or predictor.head is None:
@@ -132,6 +137,7 @@ class HeadAdapter:
         _positive("steps", steps, integer=True)
         _positive("l2", l2, zero_ok=True)
         _positive("seed", seed, integer=True, zero_ok=True)
+        _positive("min_holdout", min_holdout, integer=True, zero_ok=True)
         if isinstance(holdout, bool) or not isinstance(holdout, (int, float)) or not 0.0 <= holdout < 1.0:
             raise ConfigError("HeadAdapter holdout", f"got {holdout!r}", "give a share in [0, 1) of the labels to hold back")
         prof = predictor.manifest.get("profile_config", {})
@@ -147,6 +153,7 @@ class HeadAdapter:
         _positive("max_update_ms", self.max_update_ms)
         _positive("slowdown", self.slowdown)
         self.lr, self.batch, self.steps, self.l2, self.holdout = float(lr), int(batch), int(steps), float(l2), float(holdout)
+        self.min_holdout = int(min_holdout) if holdout > 0 else 0
         self.rng = np.random.default_rng(seed)
         self.clock = clock or time.perf_counter
         f = self.w.shape[1]
@@ -207,32 +214,38 @@ class HeadAdapter:
     def _ms(self, t0: float) -> float:
         return (self.clock() - t0) * 1e3
 
-    def _calibrate(self) -> None:
-        """Time each piece once (after a warm-up call that allocates the session's buffers)."""
+    def _calibrate(self, repeats: int = 3) -> None:
+        """Time each piece ``repeats`` times and keep the median (after a warm-up call that allocates the session's
+        buffers)."""
         n_b = self.pred.n_b
         x1, x64 = np.full((1, n_b), -100.0, np.float32), np.full((64, n_b), -100.0, np.float32)
         self.pred.features(x1)
-        t0 = self.clock()
-        self.pred.features(x1)
-        t1 = self._ms(t0)
-        t0 = self.clock()
-        feats = np.atleast_2d(self.pred.features(x64)).astype(np.float32)
-        t64 = self._ms(t0)
+
+        def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+            times, out = [], None
+            for _ in range(repeats):
+                t0 = self.clock()
+                out = fn()
+                times.append(self._ms(t0))
+            return float(np.median(times)), out
+
+        t1, _ = timed(lambda: self.pred.features(x1))
+        t64, feats = timed(lambda: self.pred.features(x64))
+        feats = np.atleast_2d(feats).astype(np.float32)
         self._feat_fixed = t1
         self._feat_row = _Cost(max(t64 - t1, 0.0) / 63)
         xb = np.resize(feats, (self.batch, feats.shape[1]))
         yb = np.arange(self.batch) % self.n_classes
-        t0 = self.clock()
-        _, gw, gb = softmax_ce_grad(xb, yb, self.w, self.b, self.l2, self.w0)
-        _ = self.w - self.lr * gw, self.b - self.lr * gb
-        self._step = _Cost(self._ms(t0))
+
+        def step() -> None:
+            _, gw, gb = softmax_ce_grad(xb, yb, self.w, self.b, self.l2, self.w0)
+            _ = self.w - self.lr * gw, self.b - self.lr * gb
+
+        self._step = _Cost(timed(step)[0])
         xh = np.resize(feats, (len(self.hold_y), feats.shape[1]))
-        t0 = self.clock()
-        softmax_ce_grad(xh, np.arange(len(xh)) % self.n_classes, self.w, self.b)
-        self._loss = _Cost(self._ms(t0))
-        t0 = self.clock()
-        _ = self.w.copy(), self.b.copy()
-        self._copy = _Cost(self._ms(t0))
+        yh = np.arange(len(xh)) % self.n_classes
+        self._loss = _Cost(timed(lambda: softmax_ce_grad(xh, yh, self.w, self.b))[0])
+        self._copy = _Cost(timed(lambda: (self.w.copy(), self.b.copy()))[0])
 
     # -- the update -------------------------------------------------------------------------------
     def _labels(self, labels: Any) -> np.ndarray:
@@ -288,14 +301,18 @@ class HeadAdapter:
         else:
             fresh_x, fresh_y = np.zeros((0, self.w.shape[1]), np.float32), np.zeros(0, np.int64)
 
-        # 2. SGD steps, each started only if it and the closing check still fit
+        # 2. SGD steps, each started only if it and the closing check still fit, and only once enough labels are held
+        #    back to judge the result
         guard = min(self.n_held, len(self.hold_y)) > 0
+        ready = min(self.n_held, len(self.hold_y)) >= self.min_holdout
         hx, hy = self.hold_x[: min(self.n_held, len(self.hold_y))], self.hold_y[: min(self.n_held, len(self.hold_y))]
         steps, stop = 0, "no data"
         loss_before = loss_after = float("nan")
         w_old, b_old = self.w.copy(), self.b.copy()
         closing = (self._loss.ms if guard else 0.0) + self._copy.ms
-        if self.n_buffered and fits((self._loss.ms if guard else 0.0) + self._step.ms + closing):
+        if not ready:
+            stop = "budget" if self.n_pending else "holdout"  # queued labels: the budget did not reach their features pass
+        elif self.n_buffered and fits((self._loss.ms if guard else 0.0) + self._step.ms + closing):
             if guard:
                 t1 = self.clock()
                 loss_before = softmax_ce_grad(hx, hy, self.w, self.b)[0]
