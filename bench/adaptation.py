@@ -38,7 +38,7 @@ def _curve(bundle: Path, shift: str, n_test: int, seed: int) -> dict[str, list[d
     from edgebm.sim import ScenarioConfig
 
     pred0 = Predictor(bundle)
-    base = ScenarioConfig.from_dict(pred0.manifest["dataset"]["meta"]["scenario"])
+    base = ScenarioConfig.from_dict(pred0.manifest.dataset["meta"]["scenario"])
     cfg = parse_shift(shift, 0.0).apply(base)
     ds = generate_dataset(cfg, n_samples=max(CURVE_N) + n_test, seed=seed + 101)
     pool, test = ds.subset(np.arange(max(CURVE_N))), ds.subset(np.arange(max(CURVE_N), len(ds)))

@@ -30,6 +30,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..errors import EXIT_BAD_INPUT, EXIT_OVER_BUDGET  # exit codes are declared once, in errors.py
+from ..errors import EXIT_OK as EXIT_PASS
 from ..numfmt import fmt_num
 from ..profiles import DeviceProfile
 from .graph import GraphStats, analyze_onnx
@@ -44,7 +46,6 @@ __all__ = [
 FLOPS_TOLERANCE = 0.15
 #: a device latency within this relative distance of a latency limit is re-measured (more runs, pooled) before the verdict
 REMEASURE_BAND = 0.20
-EXIT_PASS, EXIT_BAD_INPUT, EXIT_OVER_BUDGET = 0, 2, 3
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,7 @@ update is one matrix product and its gradient.
 
 from __future__ import annotations
 
-import json
 import math
-import shutil
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -36,7 +34,8 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import ConfigError
-from .bundle import BundleError, read_manifest, write_bundle
+from ..numerics import softmax
+from .bundle import BundleError, write_bundle
 from .predictor import InputError, Predictor
 
 __all__ = ["HeadAdapter", "UpdateStats", "softmax_ce_grad"]
@@ -67,10 +66,7 @@ def softmax_ce_grad(
 ) -> tuple[float, np.ndarray, np.ndarray]:
     """Mean softmax cross-entropy of ``feats @ w.T + b`` against integer ``labels``, and its gradients
     (dW (A, F), db (A,)); ``l2`` adds ``l2/2 ||W - w_ref||^2`` (``w_ref`` = 0 when None)."""
-    z = feats @ w.T + b
-    z = z - z.max(1, keepdims=True)
-    p = np.exp(z)
-    p /= p.sum(1, keepdims=True)
+    p = softmax(feats @ w.T + b)
     n = len(labels)
     dw = w if w_ref is None else w - w_ref
     loss = float(-np.mean(np.log(p[np.arange(n), labels] + 1e-12)) + 0.5 * l2 * np.sum(dw * dw))
@@ -140,7 +136,7 @@ class HeadAdapter:
         _positive("min_holdout", min_holdout, integer=True, zero_ok=True)
         if isinstance(holdout, bool) or not isinstance(holdout, (int, float)) or not 0.0 <= holdout < 1.0:
             raise ConfigError("HeadAdapter holdout", f"got {holdout!r}", "give a share in [0, 1) of the labels to hold back")
-        prof = predictor.manifest.get("profile_config", {})
+        prof = predictor.manifest.profile_config
         adapt = prof.get("adaptation", {})
         self.pred = predictor
         self.w, self.b = predictor.head[0].astype(np.float32), predictor.head[1].astype(np.float32)
@@ -248,20 +244,6 @@ class HeadAdapter:
         self._copy = _Cost(timed(lambda: (self.w.copy(), self.b.copy()))[0])
 
     # -- the update -------------------------------------------------------------------------------
-    def _labels(self, labels: Any) -> np.ndarray:
-        a = self.n_classes
-        arr = np.atleast_1d(np.asarray(labels))
-        if arr.dtype.kind == "O" and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in arr.ravel()):
-            raise InputError(f"labels must be Set A beam indices in [0, {a}); got {max(arr.ravel(), key=abs)} (out of range)")
-        if arr.dtype.kind not in "iu" or arr.dtype == bool:
-            raise InputError(f"labels must be integer Set A beam indices in [0, {a}); got dtype {arr.dtype} (round or cast them first)")
-        if arr.ndim != 1:
-            raise InputError(f"labels must be a 1-D array of beam indices, got shape {arr.shape}")
-        if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= a):
-            bad = int(arr.min()) if int(arr.min()) < 0 else int(arr.max())
-            raise InputError(f"labels must be Set A beam indices in [0, {a}); got {bad}")
-        return arr.astype(np.int64)
-
     def update(self, rsrp_b: Any, labels: Any) -> UpdateStats:
         """Add labelled samples (Set B RSRP in dBm (n, |B|), best Set A beam (n,)) and spend at most
         ``max_update_ms`` of device time on them (see the module docstring for what is counted)."""
@@ -271,7 +253,7 @@ class HeadAdapter:
     def _update(self, rsrp_b: Any, labels: Any) -> UpdateStats:
         t0 = self.clock()
         budget = self.max_update_ms / self.slowdown  # host ms
-        y = self._labels(labels)
+        y = self.pred.check_labels(labels)  # integers (or whole floats) in [0, A); no silent truncation
         x = np.asarray(rsrp_b)
         x = x[None, :] if x.ndim == 1 else x
         if len(x) != len(y):
@@ -391,30 +373,32 @@ class HeadAdapter:
         setattr(self, counter, seen + len(labels))
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write a new bundle version at ``out_dir`` with the adapted head; the original is untouched."""
-        src = self.pred.bundle_dir
+        """Write a new bundle version at ``out_dir`` with the adapted head; the original is untouched.
+
+        Every other file is copied from the source bundle as verified bytes (names from its validated
+        manifest, so nothing is read or written outside the two folders). ``out_dir`` must be new, empty or
+        an earlier bundle, and outside the source bundle. The copy is unsigned (the device does not hold
+        the exporter's key): ``adapted_from`` records the source's ``bundle_digest`` and signer.
+        """
+        src = self.pred.bundle
         out_dir = Path(out_dir)
-        if out_dir.resolve() == src.resolve():
-            raise BundleError("refusing to overwrite the original bundle; give a new folder")
-        man = read_manifest(src)
-        files = [n for n in man["files"] if n != "head.npz"]
-        writers: dict[str, Any] = {n: (lambda p, n=n: shutil.copyfile(src / n, p)) for n in files}
+        target = out_dir.resolve()
+        if target == src.root or src.root in target.parents:
+            raise BundleError(f"{out_dir}: refusing to write inside the original bundle {src.root}; give a new folder")
+        man = self.pred.manifest
+        head_name = man.head_file or "head.npz"
+        writers: dict[str, Any] = {n: (lambda p, n=n: p.write_bytes(src.read_bytes(n))) for n in man.files if n != head_name}
 
         def write_head(p: Path) -> None:
             with open(p, "wb") as f:
                 np.savez(f, W=self.w.astype(np.float32), b=self.b.astype(np.float32))
 
-        writers["head.npz"] = write_head
-        meta = {k: v for k, v in man.items() if k not in ("files", "schema")}
-        meta["head_version"] = int(man.get("head_version", 0)) + 1
+        writers[head_name] = write_head
+        meta = {k: v for k, v in man.to_dict().items() if k not in ("files", "schema", "bundle_digest", "signature")}
+        meta["head_file"] = head_name
+        meta["head_version"] = man.head_version + 1
         meta["adapted"] = True
-        meta["adapted_from"] = {"bundle": str(src), "manifest_sha256": _sha_text(json.dumps(man, sort_keys=True))}
+        meta["adapted_from"] = {"bundle": str(src.root), "bundle_digest": man.bundle_digest, "signed_by": src.signed_by}
         meta["adaptation_log"] = {"updates": self.updates, "samples_seen": self.n_seen,
                                   "mean_device_ms": float(np.mean([h.device_ms for h in self.history])) if self.history else 0.0}
         return write_bundle(out_dir, writers, meta)
-
-
-def _sha_text(text: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(text.encode()).hexdigest()
