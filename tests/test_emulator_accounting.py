@@ -201,7 +201,7 @@ class RecordingAdapter:
 
     def update(self, x, y) -> UpdateStats:
         self.calls.append(np.asarray(y))
-        return UpdateStats(len(y), len(y), 0, 0, 1, 0.1, 0.25, 5.0, False, True, 1.0, 0.9, "steps")
+        return UpdateStats(len(y), len(y), 0, 0, 1, 0.1, 0.25, 5.0, False, True, 1.0, 0.9, 0.1, "steps")
 
 
 def _phase(start: int, n: int, best: int) -> Phase:

@@ -6,8 +6,10 @@ labels do not wipe out what was learned from earlier ones and an L2 pull towards
 (not towards zero). Labels come from the sweeps (hierarchical fallback, periodic full sweeps) the UE
 performs anyway.
 
-Bounded: every call costs at most the profile's ``max_update_ms`` of device time (host time x
-``slowdown_vs_host``), counting everything — input checks, the features pass over the new samples,
+Bounded: every call costs at most the profile's ``max_update_ms`` of device time (host CPU time of the
+calling thread x ``slowdown_vs_host``; CPU time, not wall time, because on a shared host wall time also
+measures the neighbours' load, while the UE runs the update on its own core — the wall time is reported
+next to it), counting everything — input checks, the features pass over the new samples,
 the SGD steps, the acceptance check and the head copy. The cost of each piece is estimated from a
 calibration at construction and then from the running mean of what was measured; a piece is started
 only when the estimate says it still fits, so an update never *starts* work that would overrun.
@@ -25,6 +27,7 @@ update is one matrix product and its gradient.
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -50,13 +53,14 @@ class UpdateStats:
     n_holdout: int  # ... that were held back for the acceptance check instead
     n_pending: int  # samples still queued (their features pass did not fit in this call's budget)
     steps: int  # SGD steps taken
-    host_ms: float  # wall time of the whole call on this host
+    host_ms: float  # CPU time of the whole call on this host (the calling thread; the update is single-threaded)
     device_ms: float  # host_ms x the profile's slowdown_vs_host
     budget_ms: float  # the profile's max_update_ms (device time)
     overrun: bool  # device_ms > budget_ms: an estimate was wrong (reported, never hidden)
     accepted: bool  # False: the steps raised the held-out loss and were rolled back
     loss_before: float  # cross-entropy on the held-back labels before the steps (NaN without any)
     loss_after: float  # ... after the steps (before a rollback)
+    wall_ms: float  # wall time of the call on this host (includes preemption by other processes)
     stop: str  # why the step loop ended: "steps" (all done), "budget" (next piece would not fit), "no data", "holdout" (fewer
     # than min_holdout labels held back yet: no update can be judged, so none is made)
 
@@ -88,7 +92,7 @@ class _Cost:
 
     @property
     def ms(self) -> float:
-        return float(np.median(self.seen))
+        return float(statistics.median(self.seen))  # pure Python: np.median costs ~70 us, more than a small step
 
 
 def _positive(name: str, value: Any, integer: bool = False, zero_ok: bool = False) -> None:
@@ -107,7 +111,7 @@ class HeadAdapter:
     ``min_holdout`` labels are held back. ``l2``: pull towards
     the shipped head. ``max_update_ms`` (device ms) and ``slowdown`` default to the bundle's profile;
     the head must not exceed the profile's ``max_trainable_params``. All draws from ``seed``.
-    ``clock`` (seconds, monotonic) is injectable for tests.
+    ``clock`` (seconds; default :func:`time.thread_time`, the calling thread's CPU time) is injectable for tests.
     """
 
     def __init__(
@@ -151,7 +155,7 @@ class HeadAdapter:
         self.lr, self.batch, self.steps, self.l2, self.holdout = float(lr), int(batch), int(steps), float(l2), float(holdout)
         self.min_holdout = int(min_holdout) if holdout > 0 else 0
         self.rng = np.random.default_rng(seed)
-        self.clock = clock or time.perf_counter
+        self.clock = clock or time.thread_time
         f = self.w.shape[1]
         self.buf_x, self.buf_y = np.zeros((int(replay), f), np.float32), np.zeros(int(replay), np.int64)
         self.hold_x, self.hold_y = np.zeros((max(16, int(replay) // 4), f), np.float32), np.zeros(max(16, int(replay) // 4), np.int64)
@@ -193,13 +197,14 @@ class HeadAdapter:
     def cost_estimates_ms(self) -> dict[str, float]:
         """Current host-ms estimates of each piece of an update (features per row and fixed, step, loss, head copy)."""
         return {"features_fixed": self._feat_fixed, "features_per_row": self._feat_row.ms, "step": self._step.ms,
-                "loss": self._loss.ms, "copy": self._copy.ms}
+                "loss": self._loss.ms, "copy": self._copy.ms, "overhead": self._over.ms}
 
     def timing(self) -> dict[str, float]:
         """Measured device time of every update so far, ms (mean, p99, max), the budget, overruns and rollbacks."""
         ms = np.array([h.device_ms for h in self.history]) if self.history else np.zeros(1)
+        wall = np.array([h.wall_ms for h in self.history]) if self.history else np.zeros(1)
         return {"updates": len(self.history), "device_ms_mean": float(ms.mean()), "device_ms_p99": float(np.percentile(ms, 99)),
-                "device_ms_max": float(ms.max()), "budget_ms": self.max_update_ms,
+                "device_ms_max": float(ms.max()), "host_wall_ms_p99": float(np.percentile(wall, 99)), "budget_ms": self.max_update_ms,
                 "overruns": sum(h.overrun for h in self.history), "rolled_back": sum(not h.accepted for h in self.history)}
 
     def _one_thread(self) -> Any:
@@ -242,6 +247,7 @@ class HeadAdapter:
         yh = np.arange(len(xh)) % self.n_classes
         self._loss = _Cost(timed(lambda: softmax_ce_grad(xh, yh, self.w, self.b))[0])
         self._copy = _Cost(timed(lambda: (self.w.copy(), self.b.copy()))[0])
+        self._over = _Cost(0.0)  # closing time outside the loss and the copy (bookkeeping), learned from each call
 
     # -- the update -------------------------------------------------------------------------------
     def update(self, rsrp_b: Any, labels: Any) -> UpdateStats:
@@ -251,6 +257,7 @@ class HeadAdapter:
             return self._update(rsrp_b, labels)
 
     def _update(self, rsrp_b: Any, labels: Any) -> UpdateStats:
+        wall0 = time.perf_counter()
         t0 = self.clock()
         budget = self.max_update_ms / self.slowdown  # host ms
         y = self.pred.check_labels(labels)  # integers (or whole floats) in [0, A); no silent truncation
@@ -265,10 +272,16 @@ class HeadAdapter:
         def fits(ms: float) -> bool:
             return self._ms(t0) + ms <= budget
 
-        # 1. features of as many queued samples as fit (FIFO), leaving room for one step, two losses and the copy
-        reserve = self._step.ms + 2 * self._loss.ms + self._copy.ms
+        # the estimates of this call (medians); the time spent before the steps is in the elapsed time already, the
+        # closing bookkeeping after them is estimated (est_over) from what earlier calls spent outside the closing pieces
+        est_step, est_loss, est_copy, est_row, est_over = self._step.ms, self._loss.ms, self._copy.ms, self._feat_row.ms, self._over.ms
+        closing_pieces_ms = 0.0
+
+        # 1. features of as many queued samples as fit (FIFO), leaving room for one step, two losses, the copy and the
+        #    closing bookkeeping
+        reserve = est_step + 2 * est_loss + est_copy + est_over
         room = budget - self._ms(t0) - reserve - self._feat_fixed
-        n_rows = min(self.n_pending, int(room / self._feat_row.ms) if self._feat_row.ms > 0 else self.n_pending) if room > 0 else 0
+        n_rows = min(self.n_pending, int(room / est_row) if est_row > 0 else self.n_pending) if room > 0 else 0
         new_x, new_y = self._take(n_rows)
         n_train = n_hold = 0
         if len(new_y):
@@ -291,10 +304,10 @@ class HeadAdapter:
         steps, stop = 0, "no data"
         loss_before = loss_after = float("nan")
         w_old, b_old = self.w.copy(), self.b.copy()
-        closing = (self._loss.ms if guard else 0.0) + self._copy.ms
+        closing = (est_loss if guard else 0.0) + est_copy + est_over
         if not ready:
             stop = "budget" if self.n_pending else "holdout"  # queued labels: the budget did not reach their features pass
-        elif self.n_buffered and fits((self._loss.ms if guard else 0.0) + self._step.ms + closing):
+        elif self.n_buffered and fits((est_loss if guard else 0.0) + est_step + closing):
             if guard:
                 t1 = self.clock()
                 loss_before = softmax_ce_grad(hx, hy, self.w, self.b)[0]
@@ -302,7 +315,7 @@ class HeadAdapter:
             stop = "steps"
             half = min(self.batch // 2, len(fresh_y))
             for _ in range(self.steps):
-                if not fits(self._step.ms + closing):
+                if not fits(est_step + closing):
                     stop = "budget"
                     break
                 t1 = self.clock()
@@ -319,23 +332,30 @@ class HeadAdapter:
             stop = "budget"
 
         # 3. acceptance check and head copy
+        t_close = self.clock()
         accepted = True
         if steps:
             if guard:
                 t1 = self.clock()
                 loss_after = softmax_ce_grad(hx, hy, self.w, self.b)[0]
-                self._loss.add(self._ms(t1))
+                ms = self._ms(t1)
+                closing_pieces_ms += ms
+                self._loss.add(ms)
                 accepted = loss_after <= loss_before
             if accepted:
                 t1 = self.clock()
                 self.pred.set_head(self.w.copy(), self.b.copy())
-                self._copy.add(self._ms(t1))
+                ms = self._ms(t1)
+                closing_pieces_ms += ms
+                self._copy.add(ms)
             else:
                 self.w, self.b = w_old, b_old
         host_ms = self._ms(t0)
+        self._over.add(max(self._ms(t_close) - closing_pieces_ms, 0.0))
         self.updates += 1
         st = UpdateStats(len(y), n_train, n_hold, self.n_pending, steps, host_ms, host_ms * self.slowdown, self.max_update_ms,
-                         host_ms * self.slowdown > self.max_update_ms, accepted, loss_before, loss_after, stop)
+                         host_ms * self.slowdown > self.max_update_ms, accepted, loss_before, loss_after,
+                         (time.perf_counter() - wall0) * 1e3, stop)
         self.history.append(st)
         return st
 
