@@ -150,3 +150,12 @@ def test_head_param_limit(toy_bundle):
     pred.manifest["profile_config"]["adaptation"]["max_trainable_params"] = 100
     with pytest.raises(BundleError, match="trainable parameters"):
         HeadAdapter(pred)
+
+
+def test_head_adapter_refused_where_the_profile_forbids_updates(toy_bundle):
+    from edgebm.runtime import HeadAdapter
+
+    pred = Predictor(toy_bundle.bundle_dir)
+    pred.manifest.profile_config["adaptation"]["on_device_update"] = False
+    with pytest.raises(BundleError, match="on_device_update = false"):
+        HeadAdapter(pred)

@@ -413,8 +413,9 @@ def run_emulator(
         raise EmulatorError(f"bundle expects |Set B| = {pred.n_b}, scenario gives {phases[0].rsrp_b.shape[-1]}")
     phases = [p for p in phases if len(p.rsrp_b)]  # a shift at or past the end leaves an empty phase
 
+    on_device = prof.get("adaptation", {}).get("on_device_update", True) is not False  # the profile may forbid updates
     adapter = (HeadAdapter(pred, lr=cfg.adapt_lr, steps=cfg.adapt_steps, seed=cfg.seed)
-               if cfg.adapt and pred.head is not None and len(phases) > 1 else None)
+               if cfg.adapt and on_device and pred.head is not None and len(phases) > 1 else None)
     for _ in range(20):  # warm the session up so first-call costs do not count as deadline misses
         pred.predict(phases[0].rsrp_b[0, 0], k=cfg.k_refine)
     res = emulate_traces(phases, _predictor_infer(pred, cfg.k_refine, float(compute["slowdown_vs_host"])), cfg, cycle_ms=cycle_ms,

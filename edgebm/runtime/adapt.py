@@ -145,6 +145,9 @@ class HeadAdapter:
         self.pred = predictor
         self.w, self.b = predictor.head[0].astype(np.float32), predictor.head[1].astype(np.float32)
         self.w0 = self.w.copy()
+        if adapt.get("on_device_update", True) is False:
+            raise BundleError(f"{predictor.bundle_dir}: profile '{predictor.manifest.profile}' does not update models on the device "
+                              "(adaptation.on_device_update = false)")
         limit = int(adapt.get("max_trainable_params", self.w.size + self.b.size))
         if self.w.size + self.b.size > limit:
             raise BundleError(f"head has {self.w.size + self.b.size} trainable parameters, profile allows {limit}")
