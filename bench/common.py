@@ -38,6 +38,8 @@ def header(title: str, command: str, notes: list[str] | None = None) -> list[str
         f"- machine: {platform.platform()}, {cpu_name()}, {os.cpu_count()} logical CPUs",
         f"- python {platform.python_version()}, numpy {np.__version__}" + _versions(),
         f"- date: {now}",
+        f"- host load average (1/5/15 min) when this was written: {', '.join(f'{v:.1f}' for v in os.getloadavg())} on {os.cpu_count()} logical CPUs"
+        if hasattr(os, "getloadavg") else "- load average: unavailable",
     ]
     lines += [f"- {n}" for n in notes or []]
     return lines + [""]
