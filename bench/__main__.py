@@ -1,5 +1,6 @@
-"""Benchmarks: ``python -m bench SUITE [--quick]`` (or ``edgebm bench SUITE``); ``all`` runs every suite.
+"""Benchmarks, run from a source checkout: ``python -m bench SUITE [--quick] [--out DIR]``; ``all`` runs every suite.
 
+``bench/`` is a checkout tool, not part of the installed package (there is no ``edgebm bench`` command).
 Each suite measures side by side in one run, prints a Markdown table and writes it (and PNGs)
 to ``bench/results/`` with the command, machine and date.
 """
