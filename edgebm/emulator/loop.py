@@ -29,6 +29,7 @@ from .. import metrics as M
 from ..runtime import HeadAdapter, Predictor
 from ..sim import ScenarioConfig, simulate_trajectories
 from .cycle import COMPONENTS, CyclePolicy, UEState, beam_cycle
+from .monitoring import LcmLabels, MonitoringDriver, MonitoringSettings
 
 from ..errors import EmulatorConfigError, EmulatorError
 from ..profiles import SSB_PERIODS_MS
@@ -117,6 +118,7 @@ class EmulatorConfig:
     shifts: tuple[Shift, ...] = ()
     deadline_ms: float | None = None  # default: the profile's inference_budget_ms
     seed: int = 0
+    monitoring: MonitoringSettings | None = None  # life-cycle management (monitor, decisions); None = off
 
     def __post_init__(self) -> None:
         def fail(name: str, problem: str, fix: str = "") -> EmulatorConfigError:
@@ -189,6 +191,9 @@ class EmulatorResult:
     adaptation_from_s: float | None = None  # adaptation starts at the first shift; None = never
     cycle_ms: float = 20.0
     seconds: float = 0.0
+    monitoring: dict[str, Any] | None = None  # life-cycle management: events, alarms, cost (see emulator.monitoring)
+    serving_model: np.ndarray | None = None  # (T,) 1 where the model served, 0 where legacy sweeping did (LCM runs)
+    active_bundle: np.ndarray | None = None  # (T,) index into monitoring["bundles"] of the active bundle (LCM runs)
 
 
 @dataclass(frozen=True)
@@ -201,6 +206,7 @@ class Phase:
     noise_dbm: np.ndarray  # (Tp, U)
     children: np.ndarray  # (|B|, c) narrow beams under each wide beam (hierarchical search)
     name: str = "base"
+    configuration: dict[str, Any] | None = None  # what the UE knows of its configuration (runtime.functionality)
 
 
 #: ``infer(rsrp_b (U, |B|)) -> (top (U, K) beams best first, top-1 probability (U,), device-scaled latency (U,) ms)``
@@ -259,6 +265,9 @@ def emulate_traces(
     measure: B.Measure | None = None,
     n_avg: int = 24,
     progress: Callable[[str, float, float, str], None] | None = None,
+    lcm: MonitoringDriver | None = None,
+    infers: list[Infer] | None = None,
+    adapters: list[Any] | None = None,
 ) -> EmulatorResult:
     """The UE loop over given RSRP traces (no simulator needed): :func:`beam_cycle` per cycle, labels and head
     updates, then hierarchical and exhaustive search on the same traces through :mod:`edgebm.baselines`.
@@ -266,6 +275,10 @@ def emulate_traces(
     ``phases`` are consecutive (``phases[0].start == 0``); each later phase is a shift. ``measure`` replaces
     the noisy measurement (seeded from ``cfg.seed``) for the UE and the comparators, e.g. with an exact one in
     tests. ``adapter`` is a :class:`~edgebm.runtime.HeadAdapter` (or None: no on-device update).
+
+    With ``lcm`` (life-cycle management, :mod:`edgebm.emulator.monitoring`) the driver decides which registered
+    bundle runs (``infers[i]`` / ``adapters[i]`` per bundle; ``infer`` / ``adapter`` are then unused), whether it or
+    legacy hierarchical search serves, when the UEs sweep Set A (monitoring occasions) and when the head adapts.
     """
     T = phases[-1].start + len(phases[-1].rsrp_b)
     U = phases[0].rsrp_b.shape[1]
@@ -273,7 +286,9 @@ def emulate_traces(
     base_measure = measure or _noisy(cfg.seed + 2, n_avg)
     policy = CyclePolicy(deadline_ms=deadline_ms, confidence=cfg.confidence, drop_db=cfg.drop_db)
     state = UEState.fresh(U)
-    window = _LabelWindow(adapter if cfg.adapt else None, cfg, len(phases))
+    window: Any = _LabelWindow(adapter if cfg.adapt else None, cfg, len(phases))
+    if lcm is not None:
+        window = LcmLabels(lcm, [a if cfg.adapt else None for a in (adapters or [None] * len(lcm.predictors))], cfg, len(phases))
     trace = {name: np.zeros((T, U), dtype=bool) for name in ("stale", "fallback_conf", "fallback_drop", "full_sweep")}
     parts = {c: np.zeros((T, U), dtype=np.int64) for c in COMPONENTS}
     se, se_genie, latency = np.zeros((T, U)), np.zeros((T, U)), np.zeros((T, U))
@@ -285,13 +300,26 @@ def emulate_traces(
         if i > 0:
             state.forget()
             window.start(i, ph.rsrp_a.shape[-1])
+        if lcm is not None:
+            lcm.configure(ph.start * cycle_ms / 1e3, ph.configuration)
         for j in range(len(ph.rsrp_b)):
             t = ph.start + j
             xb, xa, nz = ph.rsrp_b[j], ph.rsrp_a[j], ph.noise_dbm[j]
-            top, conf, latency[t] = infer(xb)
-            every = cfg.full_sweep_every if window.wants_labels else cfg.idle_sweep_every
-            sweep = (every > 0) & ((t + stagger) % max(every, 1) == 0)
-            out = beam_cycle(state, xb, xa, nz, ph.children, top, conf, latency[t], sweep, policy, ue_measure)
+            legacy = lcm is not None and not lcm.serving_model
+            if lcm is None:
+                top, conf, latency[t] = infer(xb)
+                every = cfg.full_sweep_every if window.wants_labels else cfg.idle_sweep_every
+                sweep = (every > 0) & ((t + stagger) % max(every, 1) == 0)
+            else:
+                if legacy:  # the model is deactivated: no inference this cycle (it runs in shadow on monitoring occasions)
+                    top, conf, latency[t] = np.zeros((U, 1), np.int64), np.ones(U), np.nan
+                else:
+                    top, conf, latency[t] = infers[lcm.active](xb)  # type: ignore[index]
+                sweep = lcm.sweep_mask(t)
+            out = beam_cycle(state, xb, xa, nz, ph.children, top, conf, latency[t], sweep, policy, ue_measure, legacy=legacy)
+            if lcm is not None:
+                lcm.observe(t * cycle_ms / 1e3, xb, out.full_sweep, out.extra.get("sweep_dbm"), None if legacy else top, ph.children)
+                window.follow(i, ph.rsrp_a.shape[-1])
             se[t], se_genie[t], served[t] = out.se, out.se_genie, out.served
             for c in COMPONENTS:
                 parts[c][t] = out.beams[c]
@@ -300,6 +328,8 @@ def emulate_traces(
             window.collect(xb, out.label)
             if window.xs and (t + 1) % cfg.update_every == 0:
                 updates.append({"t_s": (t + 1) * cycle_ms / 1e3, "phase": i, **asdict(window.update())})
+                if lcm is not None:
+                    updates[-1]["bundle"] = lcm.names[window.bundle]
             if progress and (t % 10 == 0 or t == T - 1):
                 progress("emulate", t + 1, T, f"SE {se[t].mean():.2f} / genie {se_genie[t].mean():.2f} b/s/Hz")
 
@@ -336,9 +366,23 @@ def emulate_traces(
         full_sweep=trace["full_sweep"],
         updates=updates,
         labels=[{"phase": i, "gathered": g, "used": u} for i, (g, u) in enumerate(zip(window.gathered, window.used))],
-        adaptation_from_s=(phases[1].start * cycle_ms / 1e3) if (len(phases) > 1 and window.adapter is not None) else None,
+        adaptation_from_s=(window.first_adapt_s if lcm is not None else
+                           (phases[1].start * cycle_ms / 1e3) if (len(phases) > 1 and window.adapter is not None) else None),
         cycle_ms=cycle_ms,
+        monitoring=None if lcm is None else lcm.result([p.start * cycle_ms / 1e3 for p in phases[1:]]),
+        serving_model=None if lcm is None else np.asarray(lcm.serving_trace, dtype=np.int8),
+        active_bundle=None if lcm is None else np.asarray(lcm.active_trace, dtype=np.int16),
     )
+
+
+def ue_configuration(cfg: ScenarioConfig, codebooks: dict[str, Any]) -> dict[str, Any]:
+    """What a UE in scenario ``cfg`` knows of its configuration (beam counts, codebooks, arrays, carrier), in
+    the form :func:`edgebm.runtime.functionality.check_configuration` reads."""
+    from ..data.simulated import codebook_arrays
+    from ..runtime.functionality import configuration_from
+
+    meta = {"set_a": cfg.set_a, "set_b": cfg.set_b, "bs_array": list(cfg.bs_array), "ue_array": list(cfg.ue_array), "carrier_hz": cfg.carrier_hz}
+    return configuration_from(meta, codebook_arrays(codebooks))
 
 
 def _noisy(seed: int, n_avg: int) -> B.Measure:
@@ -373,15 +417,25 @@ def _predictor_infer(pred: Predictor, k: int, slowdown: float) -> Infer:
 
 
 def run_emulator(
-    bundle: str | Path,
+    bundle: str | Path | Sequence[str | Path],
     cfg: EmulatorConfig,
     progress: Callable[[str, float, float, str], None] | None = None,
     trusted_keys: Sequence[Any] | None = None,
 ) -> EmulatorResult:
     """Run ``cfg.n_ues`` UEs for ``cfg.duration_s`` with the bundle at ``bundle`` (signed by one of
-    ``trusted_keys`` when given) on simulated trajectories."""
+    ``trusted_keys`` when given) on simulated trajectories.
+
+    Several bundles (a list) are registered for life-cycle management (``cfg.monitoring``): the first is active at
+    the start and sets the scenario; the others are what the manager may switch to."""
     t_start = time.perf_counter()
-    pred = Predictor(bundle, trusted_keys=trusted_keys)
+    bundles = [bundle] if isinstance(bundle, (str, Path)) else list(bundle)
+    if not bundles:
+        raise EmulatorError("no bundle given")
+    if len(bundles) > 1 and cfg.monitoring is None:
+        raise EmulatorConfigError("bundles", f"{len(bundles)} bundles but no life-cycle management to switch between them",
+                                  "enable monitoring (edgebm emulate --monitor) or give one bundle")
+    preds = [Predictor(b, trusted_keys=trusted_keys) for b in bundles]
+    pred = preds[0]
     prof = pred.manifest.profile_config
     timing, compute = prof["timing"], prof["compute"]
     cycle_ms = float(cfg.ssb_period_ms or cfg.beam_cycle_ms or timing["ssb_period_ms"] or timing["beam_cycle_ms"])
@@ -406,7 +460,7 @@ def run_emulator(
             return np.swapaxes(arr.reshape((cfg.n_ues, n_steps) + arr.shape[1:]), 0, 1)[starts[i] : starts[i + 1]]
 
         phases.append(Phase(starts[i], grid("rsrp_b"), grid("rsrp_a"), grid("noise_dbm"), np.asarray(sim.codebooks["children"]),
-                            "base" if i == 0 else f"{ordered[i - 1].kind}:{ordered[i - 1].value}"))
+                            "base" if i == 0 else f"{ordered[i - 1].kind}:{ordered[i - 1].value}", ue_configuration(c, sim.codebooks)))
         if progress:
             progress("simulate", i + 1, len(cfgs), c.city)
     if phases[0].rsrp_b.shape[-1] != pred.n_b:
@@ -414,13 +468,26 @@ def run_emulator(
     phases = [p for p in phases if len(p.rsrp_b)]  # a shift at or past the end leaves an empty phase
 
     on_device = prof.get("adaptation", {}).get("on_device_update", True) is not False  # the profile may forbid updates
-    adapter = (HeadAdapter(pred, lr=cfg.adapt_lr, steps=cfg.adapt_steps, seed=cfg.seed)
-               if cfg.adapt and on_device and pred.head is not None and len(phases) > 1 else None)
-    for _ in range(20):  # warm the session up so first-call costs do not count as deadline misses
-        pred.predict(phases[0].rsrp_b[0, 0], k=cfg.k_refine)
-    res = emulate_traces(phases, _predictor_infer(pred, cfg.k_refine, float(compute["slowdown_vs_host"])), cfg, cycle_ms=cycle_ms,
-                         deadline_ms=deadline_ms, adapter=adapter, n_avg=base.n_subcarriers, progress=progress)
-    res.config = {**asdict(cfg), "shifts": [asdict(s) for s in cfg.shifts], "bundle": str(bundle), "profile": pred.manifest.profile,
+    slowdown = float(compute["slowdown_vs_host"])
+    for p in preds:
+        if p.n_b != pred.n_b:
+            raise EmulatorError(f"{p.bundle_dir}: |Set B| = {p.n_b}, the first bundle's is {pred.n_b}; bundles to switch between must agree")
+        for _ in range(20):  # warm the session up so first-call costs do not count as deadline misses
+            p.predict(phases[0].rsrp_b[0, 0], k=min(cfg.k_refine, p.n_a))
+    if cfg.monitoring is None:
+        adapter = (HeadAdapter(pred, lr=cfg.adapt_lr, steps=cfg.adapt_steps, seed=cfg.seed)
+                   if cfg.adapt and on_device and pred.head is not None and len(phases) > 1 else None)
+        res = emulate_traces(phases, _predictor_infer(pred, cfg.k_refine, slowdown), cfg, cycle_ms=cycle_ms,
+                             deadline_ms=deadline_ms, adapter=adapter, n_avg=base.n_subcarriers, progress=progress)
+    else:  # life-cycle management decides when to adapt: every bundle that can gets an adapter
+        driver = MonitoringDriver(preds, cfg.monitoring, cfg.n_ues, cfg.k_refine, slowdown)
+        adapters = [HeadAdapter(p, lr=cfg.adapt_lr, steps=cfg.adapt_steps, seed=cfg.seed) if cfg.adapt and on_device and p.head is not None
+                    else None for p in preds]
+        res = emulate_traces(phases, _predictor_infer(pred, cfg.k_refine, slowdown), cfg, cycle_ms=cycle_ms, deadline_ms=deadline_ms,
+                             n_avg=base.n_subcarriers, progress=progress, lcm=driver,
+                             infers=[_predictor_infer(p, min(cfg.k_refine, p.n_a), slowdown) for p in preds], adapters=adapters)
+    res.config = {**asdict(cfg), "shifts": [asdict(s) for s in cfg.shifts], "bundle": str(bundles[0]),
+                  "bundles": [str(b) for b in bundles], "profile": pred.manifest.profile,
                   "family": pred.manifest.family, "scenario": base.to_dict()}
     res.shifts = [{**asdict(s), "cycle": int(st)} for s, st in zip(ordered, starts[1:-1]) if st < n_steps]
     res.seconds = time.perf_counter() - t_start
