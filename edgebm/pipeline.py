@@ -347,6 +347,7 @@ def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 def _manifest(prof, ds, chosen: Candidate, model, cands, n_train, n_val, n_test) -> dict[str, Any]:
     from .models.preprocess import PREPROCESS_DEFAULTS
+    from .runtime.functionality import build_functionality
 
     info = chosen.info
     man = {
@@ -369,6 +370,7 @@ def _manifest(prof, ds, chosen: Candidate, model, cands, n_train, n_val, n_test)
         "preprocessing": {**PREPROCESS_DEFAULTS, "in_graph": True},
         "codebook": {"file": "codebook.npz", "set_a": ds.n_a, "set_b": ds.n_b, "elevation": "from zenith, deg"},
         "dataset": {"meta": ds.meta, "n_samples": len(ds), "split": {"train": n_train, "val": n_val, "test": n_test}},
+        "functionality": build_functionality(ds.meta, ds.codebooks, getattr(ds, "snr_db", None), codebook_agnostic=bool(info.get("aps_output"))),
         "training": {**model.train_cfg.to_dict(), **({"best_epoch": model.result.best_epoch, "epochs_run": model.result.epochs_run,
                                                       "seconds": round(model.result.seconds, 2)} if model.result else {})},
         "metrics_heldout": chosen.metrics,

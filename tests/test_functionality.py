@@ -81,3 +81,36 @@ def test_random_scenario_meta():
     assert b["ue_array"] == "random" and b["snr_db"] == [0.0, 30.0] and b["scenario"] == {"kind": "random", "cities": 200, "seed": 3}
     res = check_configuration(b, {"ue_array": [4, 4], "carrier_hz": 3.5e9, "snr_db": 10.0})
     assert res.applicable and len(res.notes) == 2
+
+
+# -- in the bundle: written by export, validated by the manifest reader, checked by the Predictor ---------------------
+def test_export_writes_the_block_and_the_predictor_checks_against_it(toy_bundle, toy_dataset):
+    from edgebm.errors import InputError
+    from edgebm.runtime import Predictor
+
+    block = toy_bundle.manifest["functionality"]
+    assert block == build_functionality(toy_dataset.meta, toy_dataset.codebooks, toy_dataset.snr_db)
+    pred = Predictor(toy_bundle.bundle_dir)
+    cur = configuration_from(toy_dataset.meta, toy_dataset.codebooks)
+    assert pred.check_configuration(cur).applicable and pred.accepted_configurations == []
+    with pytest.raises(InputError) as e:
+        pred.check_configuration({**cur, "ue_array": [8, 8]})
+    msg = str(e.value)
+    assert "ue_array: bundle [[1, 1]], current [8, 8]" in msg and "\n" not in msg
+    with pytest.raises(InputError, match="unknown configuration field"):
+        pred.check_configuration({"city": "city1"})
+
+
+def test_manifest_refuses_an_edited_block(toy_bundle):
+    from edgebm.errors import BundleError
+    from edgebm.runtime.manifest import BundleManifest
+
+    d = toy_bundle.manifest.to_dict()
+    assert BundleManifest.from_dict(d).functionality == d["functionality"]
+    bad = {**d, "functionality": {**d["functionality"], "ue_array": [[8, 8]]}}  # claims another array, id not recomputed
+    with pytest.raises(BundleError, match="manifest field 'functionality': id .* does not match its content"):
+        BundleManifest.from_dict(bad)
+    with pytest.raises(BundleError, match="functionality"):
+        BundleManifest.from_dict({**d, "functionality": {"schema": "other/9"}})
+    old = {k: v for k, v in d.items() if k != "functionality"}  # bundles from before the block still load
+    assert BundleManifest.from_dict(old).functionality is None

@@ -207,6 +207,7 @@ class Phase:
     children: np.ndarray  # (|B|, c) narrow beams under each wide beam (hierarchical search)
     name: str = "base"
     configuration: dict[str, Any] | None = None  # what the UE knows of its configuration (runtime.functionality)
+    cb_a_weights: np.ndarray | None = None  # (|A|, n_tx) Set A precoders (a codebook-agnostic bundle serves them)
 
 
 #: ``infer(rsrp_b (U, |B|)) -> (top (U, K) beams best first, top-1 probability (U,), device-scaled latency (U,) ms)``
@@ -302,6 +303,7 @@ def emulate_traces(
             window.start(i, ph.rsrp_a.shape[-1])
         if lcm is not None:
             lcm.configure(ph.start * cycle_ms / 1e3, ph.configuration)
+            window.restart(lcm.serve_codebook(ph.cb_a_weights, (ph.configuration or {}).get("bs_array")))
         for j in range(len(ph.rsrp_b)):
             t = ph.start + j
             xb, xa, nz = ph.rsrp_b[j], ph.rsrp_a[j], ph.noise_dbm[j]
@@ -460,7 +462,8 @@ def run_emulator(
             return np.swapaxes(arr.reshape((cfg.n_ues, n_steps) + arr.shape[1:]), 0, 1)[starts[i] : starts[i + 1]]
 
         phases.append(Phase(starts[i], grid("rsrp_b"), grid("rsrp_a"), grid("noise_dbm"), np.asarray(sim.codebooks["children"]),
-                            "base" if i == 0 else f"{ordered[i - 1].kind}:{ordered[i - 1].value}", ue_configuration(c, sim.codebooks)))
+                            "base" if i == 0 else f"{ordered[i - 1].kind}:{ordered[i - 1].value}", ue_configuration(c, sim.codebooks),
+                            np.asarray(sim.codebooks["set_a"].weights)))
         if progress:
             progress("simulate", i + 1, len(cfgs), c.city)
     if phases[0].rsrp_b.shape[-1] != pred.n_b:

@@ -86,6 +86,8 @@ def functionality_of(pred: Predictor) -> dict[str, Any] | None:
     if block is not None:
         return block
     meta = (pred.manifest.get("dataset") or {}).get("meta") or {}
+    if not all(k in meta for k in ("set_a", "set_b", "bs_array", "ue_array", "carrier_hz")):
+        return None
     try:
         return build_functionality(meta, pred.codebook)
     except (ValueError, KeyError, TypeError):
@@ -122,6 +124,7 @@ class MonitoringDriver:
         self.active_trace: list[int] = []  # per cycle: index of the active bundle
         self._extra_ns = 0  # decision time spent outside observe() (configuration checks), added to the next cycle
         self.phase = -1  # index of the current phase (configure() is called at the start of each)
+        self._served_cb = [(r.functionality or {}).get("codebook_a") for r in regs]  # Set A codebook each bundle serves
         self._counts: list[list[int]] = []  # per phase: labels, top-1 misses, top-K misses, legacy misses
 
     def _topk(self, pred: Predictor):
@@ -162,6 +165,20 @@ class MonitoringDriver:
         ev = self.lcm.on_configuration(t_s, configuration)
         self._extra_ns = time.thread_time_ns() - t0 - (self._design_ns() - d0)
         return ev
+
+    def serve_codebook(self, weights_a: np.ndarray | None, bs_array: tuple[int, int] | None) -> list[int]:
+        """Codebook-agnostic bundles serve the configured Set A codebook (``Predictor.set_codebook``) once the
+        configuration holds another one; returns the indices of the bundles that changed (their heads restarted)."""
+        cur = (self.lcm.config_current or {}).get("codebook_a")
+        if weights_a is None or cur is None or not self.settings.use_configuration:
+            return []
+        changed = []
+        for i, (p, b) in enumerate(zip(self.predictors, self.lcm.bundles)):
+            if (b.functionality or {}).get("codebook_agnostic") and self._served_cb[i] != cur:
+                p.set_codebook(np.asarray(weights_a), None if bs_array is None else tuple(bs_array))
+                self._served_cb[i] = cur
+                changed.append(i)
+        return changed
 
     def _design_ns(self) -> int:
         return sum(m.design_ns for m in self.lcm.monitors.values())
@@ -278,6 +295,17 @@ class LcmLabels:
     def start(self, phase: int, n_a: int) -> None:
         """A new phase (shift): only the bookkeeping moves; what to do is the manager's decision."""
         self.phase, self.n_a = phase, n_a
+
+    def restart(self, indices: list[int]) -> None:
+        """The heads of these bundles were restarted (a codebook-agnostic bundle took a new codebook): new adapters."""
+        from ..runtime import HeadAdapter
+
+        c = self.cfg
+        for i in indices:
+            if self.adapters[i] is not None:
+                self.adapters[i] = HeadAdapter(self.driver.predictors[i], lr=c.adapt_lr, steps=c.adapt_steps, seed=c.seed)
+                if i == self.bundle:
+                    self._xs, self.ys = [], []
 
     def follow(self, phase: int, n_a: int) -> None:
         """After the manager saw this cycle: open a new episode on a new ``adapt`` decision."""

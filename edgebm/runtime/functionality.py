@@ -13,6 +13,7 @@ validated on:
   city), ``carrier_hz`` (or ``"random"``);
 - ``snr_db``: the per-element SNR range (dB) of the data; ``scenario``: what the data came from
   (``{"kind": "named", "city": ...}``, ``{"kind": "random", "cities": K, "seed": s}``, or the importer);
+  ``codebook_frame``: frame of the codebook pointing angles (``global`` or ``panel``);
 - ``codebook_agnostic``: the model scores Set A beams through their directions and serves a codebook
   it never saw (then a different Set A codebook or size is accepted and recorded, not refused).
 
@@ -32,13 +33,14 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where arrays are hashed, so the manifest reader can import this module stdlib-only
+    import numpy as np
 
 __all__ = [
     "FUNCTIONALITY_SCHEMA", "Applicability", "build_functionality", "check_configuration", "codebook_sha256",
-    "configuration_from", "functionality_id",
+    "configuration_from", "functionality_id", "validate_block",
 ]
 
 #: layout version of the block
@@ -53,6 +55,8 @@ def codebook_sha256(weights: np.ndarray) -> str:
     """sha256 of a codebook's beam weights (beams x antennas, complex): shape, then real and imaginary
     parts rounded to 1e-6 as little-endian float64 (``-0.0`` folded to ``0.0``). Rounding makes the hash
     a property of the beams, not of the last bit of the arithmetic that produced them."""
+    import numpy as np
+
     w = np.asarray(weights)
     if w.ndim != 2 or w.size == 0:
         raise ValueError(f"codebook weights must be a non-empty (beams, antennas) array, got shape {w.shape}")
@@ -122,6 +126,8 @@ def build_functionality(
 ) -> dict[str, Any]:
     """The ``functionality`` block for a bundle trained on a dataset with metadata ``meta`` and codebook
     arrays ``codebooks``; ``snr_db`` (per-sample, dB) gives the SNR range when present, else ``meta``'s."""
+    import numpy as np
+
     cfg = configuration_from(meta, codebooks)
     if snr_db is not None and np.size(snr_db):
         lo, hi = float(np.min(snr_db)), float(np.max(snr_db))
@@ -170,6 +176,23 @@ class Applicability:
 
 def _short(v: Any) -> str:
     return v[:12] if isinstance(v, str) and len(v) == 64 else json.dumps(v)
+
+
+def validate_block(block: Any) -> None:
+    """Raise ValueError unless ``block`` is a functionality block of this schema whose ``id`` matches its content."""
+    if not isinstance(block, dict):
+        raise ValueError(f"must be a JSON object, got {type(block).__name__}")
+    if block.get("schema") != FUNCTIONALITY_SCHEMA:
+        raise ValueError(f"schema {block.get('schema')!r}, this runtime reads {FUNCTIONALITY_SCHEMA!r}")
+    missing = [k for k in (*HARD_FIELDS, "codebook_agnostic", "id") if k not in block]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}")
+    try:
+        want = functionality_id(block)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"not canonical JSON ({e})") from None
+    if block["id"] != want:
+        raise ValueError(f"id {block['id']!r} does not match its content ({want}); the block was edited")
 
 
 def check_configuration(block: dict[str, Any] | None, current: dict[str, Any]) -> Applicability:

@@ -11,13 +11,14 @@ the decisions it took. Policy:
   (a codebook-agnostic bundle is kept and the accepted mismatch recorded); else the first registered
   bundle that covers it is switched to; else the model is **deactivated** (legacy sweeps serve) and,
   when it can run and adapt, it adapts in shadow to the new configuration.
-- **degradation alarm** (the monitor's CUSUM): (1) **switch** to another applicable bundle if it is
-  significantly better on the last monitoring labels (paired exact McNemar at ``alpha`` on the same
-  labels; candidates run on the buffered Set B inputs); else (2) **deactivate** if the model is
-  significantly worse than the legacy procedure on the window (same test against the legacy hits),
-  adapting in shadow when it can; else (3) **adapt** once (the model keeps serving while labels are
-  collected; after ``adapt_labels`` labels the manager **keeps** it and re-arms the alarm with the
-  same reference); a second alarm after an adaptation (4) **deactivates**.
+- **degradation alarm** (the monitor's CUSUM), judged on the labels since the change the CUSUM
+  estimates (the labels since its statistic last left 0, at least ``MIN_JUDGE``): (1) **switch** to
+  another applicable bundle if it misses significantly less on those labels (paired exact McNemar at
+  ``alpha``; candidates run on the buffered Set B inputs); else (2) **deactivate** if the model misses
+  significantly more than the legacy procedure on them (same test against the legacy hits), adapting
+  in shadow when it can; else (3) **adapt** once (the model keeps serving while labels are collected;
+  after ``adapt_labels`` labels the manager **keeps** it and re-arms the alarm with the same
+  reference); a second alarm after an adaptation (4) **deactivates**.
 - **recovery alarm** (reverse CUSUM on the deactivated model, run in shadow on monitoring labels):
   **reactivate**.
 
@@ -37,9 +38,12 @@ import numpy as np
 
 from ..errors import ConfigError
 from .functionality import check_configuration
-from .monitor import ModelMonitor, MonitorAlarm, MonitorConfig, binomial_upper_bound, mcnemar_p_value
+from .monitor import ModelMonitor, MonitorAlarm, MonitorConfig, mcnemar_p_value
 
 __all__ = ["Action", "LcmEvent", "LcmConfig", "RegisteredBundle", "LifeCycleManager"]
+
+#: fewest labels a decision after an alarm is judged on (a paired exact test needs a few to reach p < 0.05)
+MIN_JUDGE = 8
 
 
 class Action(str, Enum):
@@ -120,9 +124,12 @@ class _LabelBuffer:
         self.i = (self.i + 1) % self.size
         self.n = min(self.n + 1, self.size)
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+    def recent(self, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """The last ``count`` labels (at most the buffer), oldest first."""
         assert self.x is not None and self.m is not None
-        return self.x[: self.n], self.m[: self.n]
+        count = min(count, self.n)
+        idx = (self.i - count + np.arange(count)) % self.size
+        return self.x[idx], self.m[idx]
 
     def clear(self) -> None:
         self.i = self.n = 0
@@ -242,12 +249,14 @@ class LifeCycleManager:
     def _on_alarm(self, t_s: float, alarm: MonitorAlarm) -> list[LcmEvent]:
         if alarm.kind == "recovered":
             return self._reactivate(t_s, alarm.metric, alarm.value, "monitor", "recovery test crossed its threshold")
-        cand = self._best_candidate()
+        # judge by the labels since the change the CUSUM estimates (at least MIN_JUDGE), not by older ones
+        recent = min(max(alarm.run_labels, MIN_JUDGE), self.buffer.n)
+        cand = self._best_candidate(recent)
         if cand is not None:
             i, p = cand
             return [self._switch(t_s, i, alarm.metric, alarm.value, "monitor",
-                                 f"{self.bundles[i].name} misses less on the last {self.buffer.n} labels (McNemar p={p:.3g})")]
-        worse, p = self.monitor.worse_than_legacy(self.cfg.alpha)
+                                 f"{self.bundles[i].name} misses less on the last {recent} labels (McNemar p={p:.3g})")]
+        worse, p = self.monitor.worse_than_legacy(self.cfg.alpha, last=recent)
         if worse:
             return self._deactivate(t_s, alarm.metric, alarm.value, "monitor", f"model misses more than legacy sweeping (McNemar p={p:.3g})")
         if self.bundle.can_adapt and not self.adapted:
@@ -273,11 +282,7 @@ class LifeCycleManager:
     def _switch(self, t_s: float, index: int, metric: str, value: Any, trigger: str, reason: str) -> LcmEvent:
         self.active = index
         self.serving, self.adapting, self.adapted = "model", False, False
-        mon = self.monitor
-        if mon.p0 is None and self.buffer.n >= max(8, self.cfg.monitor.n_ref // 2) and trigger == "monitor":
-            # the buffered labels are this bundle's reference sample (it was just evaluated on them)
-            miss = self._misses(index)
-            mon.set_reference(binomial_upper_bound(int(miss.sum()), len(miss), self.cfg.monitor.ref_confidence))
+        mon = self.monitor  # a bundle never active before calibrates its reference on its own first labels (Phase I)
         mon.set_watch("degradation")
         return self._event(t_s, Action.SWITCH, metric, value, trigger, reason)
 
@@ -299,27 +304,27 @@ class LifeCycleManager:
         return [self._event(t_s, Action.REACTIVATE, metric, value, trigger, reason)]
 
     # -- candidates --------------------------------------------------------------------------------
-    def _misses(self, index: int) -> np.ndarray:
-        x, m = self.buffer.arrays()
+    def _misses(self, index: int, count: int) -> np.ndarray:
+        x, m = self.buffer.recent(count)
         top = np.minimum(np.atleast_2d(self.bundles[index].predict_topk(x)), m.shape[1] - 1)  # type: ignore[misc]
         if self.cfg.monitor.metric == "top1":
             top = top[:, :1]
         tr = np.take_along_axis(m, top, axis=1)
         return tr.max(axis=1) < m.max(axis=1) - self.cfg.monitor.margin_db
 
-    def _best_candidate(self) -> tuple[int, float] | None:
-        """The other applicable bundle that misses least on the label buffer, if it misses significantly
-        less than the active one on the same labels (one-sided exact McNemar at ``alpha``)."""
-        if self.buffer.n < 8 or self.bundle.predict_topk is None:
+    def _best_candidate(self, count: int) -> tuple[int, float] | None:
+        """The other applicable bundle that misses least on the last ``count`` buffered labels, if it misses
+        significantly less than the active one on the same labels (one-sided exact McNemar at ``alpha``)."""
+        if count < MIN_JUDGE or self.bundle.predict_topk is None:
             return None
         cur = self.config_current or {}
-        mine = self._misses(self.active)
+        mine = self._misses(self.active, count)
         best: tuple[int, float, int] | None = None
         for i, b in enumerate(self.bundles):
             if i == self.active or b.predict_topk is None or (cur and not self.applicability(i, cur).applicable):
                 continue
             try:
-                theirs = self._misses(i)
+                theirs = self._misses(i, count)
             except Exception:  # a bundle that cannot run on these inputs (other |Set B|) is no candidate
                 continue
             p = mcnemar_p_value(int(np.sum(mine & ~theirs)), int(np.sum(~mine & theirs)))

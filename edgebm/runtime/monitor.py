@@ -226,14 +226,17 @@ def _design(p0: float, p1: float, arl0: float, resolution: int | None, max_state
 
 
 class BernoulliCusum:
-    """The running integer statistic of a :class:`CusumDesign`; O(1) per label."""
+    """The running integer statistic of a :class:`CusumDesign`; O(1) per label.
 
-    __slots__ = ("design", "s", "n")
+    ``run`` counts the labels since the statistic last left 0: at an alarm it is the CUSUM's maximum-likelihood
+    estimate of how many labels ago the change happened (kept in ``last_run``), i.e. which labels to judge by.
+    """
+
+    __slots__ = ("design", "s", "n", "run", "last_run")
 
     def __init__(self, design: CusumDesign) -> None:
         self.design = design
-        self.s = 0
-        self.n = 0
+        self.s = self.n = self.run = self.last_run = 0
 
     def update(self, miss: bool) -> bool:
         """Add one label; True when the statistic reaches the threshold (then it restarts from 0)."""
@@ -241,13 +244,17 @@ class BernoulliCusum:
         s = self.s + (d.up if miss else d.down)
         self.n += 1
         if s >= d.threshold:
-            self.s = 0
+            self.last_run = self.run + 1
+            self.s = self.run = 0
             return True
-        self.s = s if s > 0 else 0
+        if s > 0:
+            self.s, self.run = s, self.run + 1
+        else:
+            self.s = self.run = 0
         return False
 
     def reset(self) -> None:
-        self.s = 0
+        self.s = self.run = 0
 
     @property
     def statistic_nats(self) -> float:
@@ -397,6 +404,7 @@ class MonitorAlarm:
     metric: str  # e.g. "top1_within_1dB_miss"
     value: float | None  # window miss rate of that metric when it fired
     statistic_nats: float  # CUSUM value that crossed
+    run_labels: int = 0  # labels since the statistic last left 0 (estimated labels since the change)
 
 
 class ModelMonitor:
@@ -489,7 +497,7 @@ class ModelMonitor:
             w = self.top1 if self.config.metric == "top1" else self.topk
             rate = w.rate
             return MonitorAlarm("degraded" if self.watch == "degradation" else "recovered", idx, self.metric_name,
-                                None if rate is None else 1.0 - rate, before)
+                                None if rate is None else 1.0 - rate, before, cs.last_run)
         return None
 
     def observe_many(self, hit_top1: np.ndarray, hit_topk: np.ndarray, legacy_hit: np.ndarray | None = None) -> list[MonitorAlarm]:
@@ -510,11 +518,12 @@ class ModelMonitor:
         r = (self.top1 if self.config.metric == "top1" else self.topk).rate
         return None if r is None else 1.0 - r
 
-    def worse_than_legacy(self, alpha: float = 0.05) -> tuple[bool, float]:
-        """Whether, over the window, the model's top-K misses are significantly more frequent than the
-        legacy procedure's on the same labels (one-sided exact McNemar at level ``alpha``); and the p-value."""
+    def worse_than_legacy(self, alpha: float = 0.05, last: int | None = None) -> tuple[bool, float]:
+        """Whether, over the window (or its ``last`` labels), the model's top-K misses are significantly more
+        frequent than the legacy procedure's on the same labels (one-sided exact McNemar at level ``alpha``); and
+        the p-value."""
         m, lg = self.topk.values(), self.legacy.values()
-        n = min(len(m), len(lg))
+        n = min(len(m), len(lg), last if last is not None else len(m))
         if n == 0:
             return False, 1.0
         m, lg = m[-n:], lg[-n:]
