@@ -22,6 +22,7 @@ SUITES = {
     "adaptation": "bench.adaptation",
     "pretrain": "bench.pretrain",
     "generalise": "bench.generalise",
+    "lcm": "bench.lcm",
 }
 
 

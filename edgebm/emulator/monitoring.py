@@ -50,7 +50,7 @@ class MonitoringSettings:
     ``use_configuration``: check each bundle's functionality when the configuration changes."""
 
     every: int = 25
-    dense_every: int = 5
+    dense_every: int = 10
     reference: str | float = "activation"
     use_configuration: bool = True  # False: ignore what the UE knows of its configuration (measure the monitor alone)
     lcm: LcmConfig = field(default_factory=LcmConfig)
