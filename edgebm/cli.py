@@ -456,6 +456,7 @@ def cmd_bench(a: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .models.registry import family_names
 
     p = argparse.ArgumentParser(prog="edgebm", description="Beam prediction for UEs: train, compress, export per device profile, gate, emulate.")
     p.add_argument("--version", action="version", version=f"edgebm {__version__}")
@@ -527,7 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="train one model family on a dataset into a run folder")
     tr.add_argument("--data", required=True, help="BeamDataset .npz")
-    tr.add_argument("--model", required=True, help="family: mlp, dscnn, teacher, teacher_pos, gru, svm_linear, svm_rbf, tree, gbt, sgd")
+    tr.add_argument("--model", required=True, help="family: " + ", ".join(family_names()))
     tr.add_argument("--out", required=True, help="run folder to write")
     tr.add_argument("--epochs", type=int, default=40)
     tr.add_argument("--seed", type=int, default=0)

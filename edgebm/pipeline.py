@@ -26,6 +26,7 @@ from .data import BeamDataset, load_dataset
 from .deploy import check_parity, export_onnx, write_bundle
 from .deploy.onnx_export import INPUT_NAME, OUTPUT_NAMES
 from .metrics import summarize
+from .models.registry import families, family_names
 from .profiles import DeviceProfile, load_profile
 from .train import TrainConfig
 
@@ -36,15 +37,12 @@ __all__ = [
 
 DEFAULT_SAMPLES = 20000
 DEFAULT_SEED = 0
-#: families export can try for BM-Case1 bundles (gru needs trajectories and history windows)
-EXPORTABLE = ("mlp", "dscnn", "teacher", "teacher_pos", "svm_linear", "svm_rbf", "tree", "gbt", "sgd")
-#: per-family model settings and epochs used by export (sized so a profile exports in minutes on 2 cores)
+#: families export can try for BM-Case1 bundles (from the family registry)
+EXPORTABLE = family_names(exportable=True)
+#: per-family model settings and epochs used by export (the registry's export_params / export_epochs)
 FAMILY_SETTINGS: dict[str, tuple[dict[str, Any], int]] = {
-    "mlp": ({"hidden": (256, 256)}, 40),
+    **{s.name: (dict(s.export_params), s.export_epochs) for s in families(exportable=True)},
     "mlp_tiny": ({"hidden": (32,)}, 40),
-    "dscnn": ({}, 12),
-    "teacher": ({"upsample": 16}, 10),
-    "teacher_pos": ({"upsample": 16}, 10),
 }
 
 Progress = Callable[[str, float, float, str], None]  # (stage, done, total, detail)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import ProfileError
+from .models.registry import family_names
 
 __all__ = [
     "DeviceProfile",
@@ -32,19 +33,8 @@ __all__ = [
 
 PRECISIONS = ("fp32", "fp16", "int8")
 BACKENDS = ("onnxruntime", "tensorrt")
-#: model families a profile may allow (see edgebm.models)
-FAMILIES = (
-    "mlp",
-    "dscnn",
-    "teacher",
-    "teacher_pos",
-    "gru",
-    "svm_linear",
-    "svm_rbf",
-    "tree",
-    "gbt",
-    "sgd",
-)
+#: model families a profile may allow (the family registry, edgebm.models.registry, is where families are declared)
+FAMILIES = family_names()
 
 
 @dataclass(frozen=True)
@@ -172,7 +162,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], bool, Callable[[Any], str | 
         "max_trainable_params": ((int,), True, _positive),
     },
     "models": {
-        "families": ((list,), True, _subset(FAMILIES)),
+        "families": ((list,), True, lambda v: _subset(family_names())(v)),  # read at load time: families may be registered later
     },
     "energy": {
         "pj_per_flop": (_NUM, True, _positive),

@@ -21,6 +21,7 @@ from ..data import BeamDataset
 from ..train.loop import TrainConfig, TrainResult
 
 from ..errors import ModelError
+from .registry import FamilySpec, UnknownFamilyError, family_names, get_family, load_builder
 
 __all__ = [
     "NEURAL_FAMILIES",
@@ -34,33 +35,24 @@ __all__ = [
     "ModelError",
 ]
 
-NEURAL_FAMILIES = ("mlp", "dscnn", "teacher", "teacher_pos", "gru")
-CLASSICAL_FAMILIES = ("svm_linear", "svm_rbf", "tree", "gbt", "sgd")
-ALL_FAMILIES = NEURAL_FAMILIES + CLASSICAL_FAMILIES
+# views of the family registry (edgebm.models.registry is the one place a family is declared)
+NEURAL_FAMILIES = family_names(kind="torch")
+CLASSICAL_FAMILIES = family_names(kind="sklearn")
+ALL_FAMILIES = family_names()
+
+
+def _spec(family: str) -> FamilySpec:
+    try:
+        return get_family(family)
+    except UnknownFamilyError as e:
+        raise ModelError(str(e)) from None
 
 
 def _module_class(family: str):
-    if family == "mlp":
-        from .mlp import BeamMLP
-
-        return BeamMLP
-    if family == "dscnn":
-        from .dscnn import BeamDSCNN
-
-        return BeamDSCNN
-    if family == "teacher":
-        from .teacher import BeamTeacherCNN
-
-        return BeamTeacherCNN
-    if family == "teacher_pos":
-        from .fusion import PositionAidedTeacher
-
-        return PositionAidedTeacher
-    if family == "gru":
-        from .temporal import BeamGRU
-
-        return BeamGRU
-    raise ModelError(f"unknown neural family {family!r} (known: {', '.join(NEURAL_FAMILIES)})")
+    spec = _spec(family)
+    if spec.kind != "torch":
+        raise ModelError(f"{family!r} is not a neural family (neural: {', '.join(family_names(kind='torch'))})")
+    return load_builder(spec)
 
 
 @dataclass
@@ -73,6 +65,11 @@ class BeamModel:
     params: dict[str, Any] = field(default_factory=dict)
     train_cfg: TrainConfig = field(default_factory=TrainConfig)
     result: TrainResult | None = None
+
+    @property
+    def spec(self) -> FamilySpec:
+        """The family's registry entry."""
+        return _spec(self.family)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Best Set A beam per row, (N,)."""
@@ -106,16 +103,16 @@ class TorchBeamModel(BeamModel):
             torch.manual_seed(self.train_cfg.seed)
             cls = _module_class(self.family)
             self.module = cls(self.n_in, self.n_out, **self.params)
-            if self.family == "gru":
+            if self.spec.needs_trajectories:
                 self.history, self.horizon = self.module.history, self.module.horizon
 
     def _xy(self, ds: BeamDataset) -> tuple[np.ndarray, np.ndarray]:
-        if self.family != "gru":
+        if not self.spec.needs_trajectories:
             return ds.rsrp_b, ds.best_a
         from .temporal import make_sequences
 
         if ds.traj_id is None:
-            raise ModelError("family 'gru' needs a trajectory dataset (edgebm data generate --trajectories ...)")
+            raise ModelError(f"family {self.family!r} needs a trajectory dataset (edgebm data generate --trajectories ...)")
         x, y = make_sequences(ds.rsrp_b, ds.best_a, ds.traj_id, ds.t, self.history, self.horizon)
         if len(x) == 0:
             raise ModelError(f"no trajectory is longer than history+horizon = {self.history + self.horizon} samples")
@@ -137,13 +134,16 @@ class TorchBeamModel(BeamModel):
         from ..train import beam_power_soft_labels, distillation_loss, train_classifier
 
         cfg = self.train_cfg
+        spec = self.spec
+        if spec.needs_codebooks:  # codebook-aware families read the gain patterns from the data
+            self.module.set_codebooks(train.codebooks, train.meta["bs_array"])
         xt, yt = self._xy(train)
         xv, yv = self._xy(val)
-        use_soft = cfg.soft_weight > 0 and self.family != "gru"
+        use_soft = cfg.soft_weight > 0 and not spec.needs_trajectories
         soft_t = beam_power_soft_labels(train.rsrp_a, cfg.soft_temperature) if use_soft else None
         soft_v = beam_power_soft_labels(val.rsrp_a, cfg.soft_temperature) if use_soft else None
         forward = None
-        if self.family == "teacher_pos":
+        if spec.needs_positions:  # position-aided training: the module's auxiliary losses need the UE positions
             from .fusion import normalise_positions
 
             pos_n, _, _ = normalise_positions(train.pos)  # zero-mean, unit-variance regression target per axis
@@ -237,12 +237,11 @@ class SklearnBeamModel(BeamModel):
 def make_model(family: str, n_in: int, n_out: int, train_cfg: TrainConfig | None = None, **params: Any) -> BeamModel:
     """Build an untrained model of ``family`` for |B| = ``n_in`` -> |A| = ``n_out``."""
     cfg = train_cfg or TrainConfig()
-    if family in NEURAL_FAMILIES:
+    spec = _spec(family)
+    if spec.kind == "torch":
         return TorchBeamModel(family, n_in, n_out, params=params, train_cfg=cfg)
-    if family in CLASSICAL_FAMILIES:
-        use_pos = bool(params.pop("use_position", False))
-        return SklearnBeamModel(family, n_in, n_out, params=params, train_cfg=cfg, use_position=use_pos)
-    raise ModelError(f"unknown model family {family!r} (known: {', '.join(ALL_FAMILIES)})")
+    use_pos = bool(params.pop("use_position", False))
+    return SklearnBeamModel(family, n_in, n_out, params=params, train_cfg=cfg, use_position=use_pos)
 
 
 def load_model(run_dir: str | Path) -> BeamModel:
