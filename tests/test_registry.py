@@ -22,14 +22,16 @@ def test_registry_and_profiles_import_no_ml_library():
 def test_every_view_reads_the_registry():
     from edgebm import profiles
     from edgebm.models import classical, estimator
-    from edgebm.pipeline import EXPORTABLE
+    from edgebm.pipeline import check_families
+    from edgebm.profiles import load_profile
 
     assert profiles.FAMILIES == family_names()
     assert estimator.ALL_FAMILIES == family_names()
     assert set(estimator.NEURAL_FAMILIES) == {s.name for s in families(kind="torch")}
     assert classical.FAMILIES == family_names(kind="sklearn")
     assert classical.SCORE_KINDS == {s.name: s.score_kind for s in families(kind="sklearn")}
-    assert set(EXPORTABLE) == set(family_names(exportable=True)) and "gru" not in EXPORTABLE
+    vehicle = load_profile("vehicle")
+    assert "gru" in vehicle.models.families and "gru" not in check_families(vehicle, None)  # exportable=False in the registry
 
 
 @pytest.mark.parametrize("spec", families(), ids=lambda s: s.name)

@@ -28,6 +28,7 @@ __all__ = [
     "CLASSICAL_FAMILIES",
     "ALL_FAMILIES",
     "BeamModel",
+    "ExportedGraph",
     "TorchBeamModel",
     "SklearnBeamModel",
     "make_model",
@@ -53,6 +54,47 @@ def _module_class(family: str):
     if spec.kind != "torch":
         raise ModelError(f"{family!r} is not a neural family (neural: {', '.join(family_names(kind='torch'))})")
     return load_builder(spec)
+
+
+@dataclass
+class ExportedGraph:
+    """What :meth:`BeamModel.to_onnx` wrote and what the bundle needs to know about it.
+
+    ``outputs``: every graph output as ``{"name", "shape", "dtype"}`` (read from the graph). ``score_output``
+    holds Set A scores of kind ``score_kind`` (``logits`` or ``probabilities``); ``feature_output`` (neural
+    families) the penultimate features the on-device head update trains on, with ``head`` = (W (A, F),
+    b (A,)) float32, the layer that maps them to the logits. ``parity``: ONNX Runtime vs the source model on
+    the samples given. ``thop_flops``: the torch-side FLOP count (batch 1) to cross-check the ONNX count.
+    ``manifest_fields``: family-specific manifest entries (e.g. an extra output a runtime hook reads).
+    """
+
+    path: Path
+    score_output: str
+    score_kind: str
+    outputs: list[dict[str, Any]]
+    model_config: dict[str, Any]
+    parity: dict[str, Any]
+    feature_output: str | None = None
+    head: tuple[np.ndarray, np.ndarray] | None = None
+    thop_flops: int | None = None
+    manifest_fields: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def head_params(self) -> int:
+        """Trainable parameters of the on-device head (0 when the graph has none)."""
+        return 0 if self.head is None else int(self.head[0].size + self.head[1].size)
+
+
+def _graph_outputs(path: Path) -> list[dict[str, Any]]:
+    import onnx
+
+    g = onnx.load(str(path), load_external_data=False).graph
+    out = []
+    for o in g.output:
+        t = o.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else "batch" for d in t.shape.dim]
+        out.append({"name": o.name, "shape": dims, "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name})
+    return out
 
 
 @dataclass
@@ -86,6 +128,11 @@ class BeamModel:
 
     def config(self) -> dict[str, Any]:
         return {"family": self.family, "n_in": self.n_in, "n_out": self.n_out, "params": self.params, "train": self.train_cfg.to_dict()}
+
+    def to_onnx(self, path: str | Path, sample: np.ndarray, parity_x: np.ndarray, threads: int = 1) -> ExportedGraph:  # pragma: no cover
+        """Export to a self-contained ONNX file at ``path`` (input ``rsrp_b`` in dBm, preprocessing in the graph)
+        and check it against this model on ``parity_x``. ``sample``: a few real inputs to trace with."""
+        raise NotImplementedError
 
 
 @dataclass
@@ -181,6 +228,25 @@ class TorchBeamModel(BeamModel):
     def config(self) -> dict[str, Any]:
         return {**super().config(), "params": self.module.config() if hasattr(self.module, "config") else self.params}
 
+    def to_onnx(self, path: str | Path, sample: np.ndarray, parity_x: np.ndarray, threads: int = 1) -> ExportedGraph:
+        """torch.export-based ONNX with outputs ``logits`` and ``features`` (+ any the module adds); see
+        :func:`edgebm.deploy.onnx_export.export_onnx`."""
+        from ..budget import thop_flops
+        from ..deploy.onnx_export import OUTPUT_NAMES, check_parity, export_onnx
+
+        if self.spec.needs_trajectories:
+            raise ModelError(f"family {self.family!r} takes history windows; BM-Case1 bundles need (batch, |B|) inputs")
+        path = export_onnx(self.module, sample, path)
+        head = self.module.head
+        extra = self.module.export_manifest_fields() if hasattr(self.module, "export_manifest_fields") else {}
+        return ExportedGraph(
+            path=Path(path), score_output=OUTPUT_NAMES[0], score_kind="logits", outputs=_graph_outputs(Path(path)),
+            model_config=self.config(), parity=check_parity(self.module, path, parity_x, threads).to_dict(),
+            feature_output=OUTPUT_NAMES[1],
+            head=(head.weight.detach().numpy().astype(np.float32).copy(), head.bias.detach().numpy().astype(np.float32).copy()),
+            thop_flops=thop_flops(self.module, sample), manifest_fields=dict(extra),
+        )
+
     def save(self, run_dir: str | Path) -> Path:
         import torch
 
@@ -223,6 +289,16 @@ class SklearnBeamModel(BeamModel):
     def decision_scores(self, x: np.ndarray) -> np.ndarray:
         """(N, A) logits (softmax = predict_proba). ``x``: Set B RSRP, plus position columns when ``use_position``."""
         return self.est.decision_scores(x)
+
+    def to_onnx(self, path: str | Path, sample: np.ndarray, parity_x: np.ndarray, threads: int = 1) -> ExportedGraph:
+        """skl2onnx graph with one ``scores`` output (see :mod:`edgebm.deploy.sklearn_export`); no on-device head."""
+        from ..deploy.sklearn_export import check_sklearn_parity, export_sklearn
+
+        info = export_sklearn(self.est, path, self.n_in)
+        return ExportedGraph(
+            path=Path(path), score_output=info["score_output"], score_kind=info["score_kind"], outputs=_graph_outputs(Path(path)),
+            model_config=info["model_config"], parity=check_sklearn_parity(self.est, path, parity_x, threads).to_dict(),
+        )
 
     def save(self, run_dir: str | Path) -> Path:
         run_dir = Path(run_dir)

@@ -1,0 +1,80 @@
+"""Gate one candidate against a profile: the budget gate plus the recipe's own lines.
+
+The recipe adds two lines the gate cannot know about because they compare a candidate with its source:
+
+``parity_top1_agreement``
+    share of validation samples whose top-1 beam equals the source's (fp32: the torch / scikit-learn model;
+    quantised: the fp32 graph it came from); below ``[recipe] min_parity`` it FAILS.
+``latency_vs_fp32_parent``
+    quantised candidates only: single-sample latency relative to the fp32 parent, measured side by side
+    (interleaved rounds, same session settings); above 1 + :data:`SLOWER_MARGIN` it is flagged (``warn``) and
+    selection lets the parent win (``[recipe] slower_quantised_loses``).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..budget import BudgetLine, BudgetReport, run_gate
+from ..budget.latency import ort_session
+from ..deploy.onnx_export import INPUT_NAME
+from ..profiles import DeviceProfile
+
+__all__ = ["SLOWER_MARGIN", "gate_candidate", "parity_line", "slower_line", "paired_latency_ratio", "with_lines"]
+
+#: a quantised graph counts as slower than its fp32 parent when their p50 ratio exceeds 1 + this (timer noise)
+SLOWER_MARGIN = 0.05
+
+
+def paired_latency_ratio(parent: Path, child: Path, x1: np.ndarray, threads: int, rounds: int = 9, per_round: int = 100) -> float:
+    """Median over interleaved rounds of p50(child) / p50(parent), single-sample ``session.run`` calls.
+
+    Both sessions are timed in the same rounds (order alternating), so load from other processes hits
+    both alike; a ratio, not absolute times, is what this returns.
+    """
+    sa, sb = ort_session(parent, threads), ort_session(child, threads)
+    oa, ob = sa.get_outputs()[0].name, sb.get_outputs()[0].name
+    feed = {INPUT_NAME: np.ascontiguousarray(x1[:1], dtype=np.float32)}
+    for _ in range(20):
+        sa.run([oa], feed)
+        sb.run([ob], feed)
+    t = np.empty(per_round)
+    ratios = []
+    for r in range(rounds):
+        p50 = {}
+        for name, sess, out in ((("a", sa, oa), ("b", sb, ob)) if r % 2 == 0 else (("b", sb, ob), ("a", sa, oa))):
+            for i in range(per_round):
+                t0 = time.perf_counter_ns()
+                sess.run([out], feed)
+                t[i] = time.perf_counter_ns() - t0
+            p50[name] = float(np.median(t))
+        ratios.append(p50["b"] / max(p50["a"], 1.0))
+    return float(np.median(ratios))
+
+
+def parity_line(agreement: float, n: int, min_parity: float, versus: str) -> BudgetLine:
+    return BudgetLine("parity_top1_agreement", round(agreement, 5), min_parity, "", "pass" if agreement >= min_parity else "fail",
+                      f"top-1 agreement with {versus} on {n} validation samples (must be >= {min_parity:g})")
+
+
+def slower_line(ratio: float, parent: str) -> BudgetLine:
+    slower = ratio > 1.0 + SLOWER_MARGIN
+    return BudgetLine("latency_vs_fp32_parent", round(ratio, 3), 1.0 + SLOWER_MARGIN, "x", "warn" if slower else "pass",
+                      f"single-sample p50 vs {parent}, measured side by side" + ("; SLOWER than its fp32 parent" if slower else ""))
+
+
+def with_lines(report: BudgetReport, lines: Sequence[BudgetLine]) -> BudgetReport:
+    """``report`` with ``lines`` appended (the verdict counts them)."""
+    report.lines.extend(lines)
+    return report
+
+
+def gate_candidate(onnx_path: Path, prof: DeviceProfile, sample: np.ndarray, *, precision: str, thop: int | None,
+                   runs: int, extra: Sequence[BudgetLine] = ()) -> BudgetReport:
+    """The budget gate on ``onnx_path`` with the recipe's ``extra`` lines appended."""
+    report = run_gate(onnx_path, prof, sample[:1], thop=thop, runs=runs, precision=precision)
+    return with_lines(report, extra)
