@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -180,7 +179,7 @@ def quiet():
 
 def atomic_save(model: onnx.ModelProto, path: Path) -> None:
     """Save ``model`` self-contained at ``path`` via a temporary name and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    onnx.save_model(model, str(tmp), save_as_external_data=False)
-    os.replace(tmp, path)
+    from ..atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        onnx.save_model(model, str(tmp), save_as_external_data=False)

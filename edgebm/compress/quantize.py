@@ -10,13 +10,13 @@ A new mode is one new pass class registered in :data:`PASSES`.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import onnx
 
+from ..atomic import ScratchDir
 from ..budget.graph import analyze_onnx
 from .exclusion import search_exclusions
 from .fp16 import Fp16Pass
@@ -96,7 +96,7 @@ def quantize_onnx(
 
     notes: list[str] = []
     before = analyze_onnx(fp32_path)
-    with tempfile.TemporaryDirectory(prefix="edgebm.quant.") as tmp:
+    with ScratchDir("edgebm-quant") as tmp:
         work = Path(tmp)
         qpass = cls(work, calib_x, per_channel, cfg)
         pre_model = onnx.load(str(qpass.prepare(fp32_path, notes)))

@@ -8,7 +8,6 @@ each profile's bundle.
 
 from __future__ import annotations
 
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +15,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..atomic import ScratchDir
 from ..budget import BudgetReport
 from ..data import BeamDataset, load_dataset
 from ..deploy import write_bundle
+from ..deploy.bundle import bundle_out_dir
 from ..metrics import summarize
 from ..profiles import DeviceProfile, list_profiles, load_profile
 from ..train import TrainConfig
@@ -110,22 +111,23 @@ def export_profiles(
     profs = resolve_profiles(profiles)
     for p in profs:
         check_families(p, families)  # a bad --families fails before any training
+    root = Path(out_root) if out_root is not None else None
+    # every output folder is checked (not a non-bundle folder, not '.', writable) before any training
+    outs = {p.name: (out_dirs or {}).get(p.name) or bundle_out_dir(None if root is None else root / p.name, p.name) for p in profs}
     ds = _load_data(data, n_samples, seed, progress)
     train, val, test = split_dataset(ds, seed)
     if min(len(train), len(val), len(test)) < 2:
         raise ValueError(f"dataset too small to split into train/val/test: {len(ds)} samples")
     calib = train.rsrp_b[np.random.default_rng(seed).permutation(len(train))[:256]]
-    root = Path(out_root) if out_root is not None else Path("export")
     results: dict[str, ExportResult | NothingFitsError] = {}
-    with tempfile.TemporaryDirectory(prefix="edgebm-export-") as tmpd:
+    with ScratchDir("edgebm-export") as tmpd:  # /tmp/edgebm-export-<pid>-*: leftovers of killed runs are removed
         ctx = ExportContext(ds, train, val, test, calib, seed, Path(tmpd), train_cfg, teacher,
                             tuple(families) if families else None, latency_runs, progress)
         run = RecipeRun(ctx)
         for prof in profs:
             t0 = time.perf_counter()
-            out = (out_dirs or {}).get(prof.name, root / prof.name)
             try:
-                results[prof.name] = _export_one(run, prof, out, force, t0)
+                results[prof.name] = _export_one(run, prof, outs[prof.name], force, t0)
             except NothingFitsError as e:
                 results[prof.name] = e
     return results
@@ -149,7 +151,7 @@ def export_for_profile(
     ``export/<profile>``). Raises :class:`NothingFitsError` (nothing written) when no candidate passes, unless
     ``force``; then the most accurate failing candidate is written and its manifest says ``verdict: fail``."""
     prof = profile if isinstance(profile, DeviceProfile) else load_profile(profile)
-    out = Path(out_dir) if out_dir is not None else Path("export") / prof.name
+    out = bundle_out_dir(out_dir, prof.name)  # refuses a non-bundle folder, '.', a read-only place: before any training
     res = export_profiles([prof], data, None, seed=seed, n_samples=n_samples, train_cfg=train_cfg, families=families,
                           teacher=teacher, force=force, latency_runs=latency_runs, progress=progress, out_dirs={prof.name: out})
     r = res[prof.name]

@@ -5,6 +5,9 @@ The recipe adds two lines the gate cannot know about because they compare a cand
 ``parity_top1_agreement``
     share of validation samples whose top-1 beam equals the source's (fp32: the torch / scikit-learn model;
     quantised: the fp32 graph it came from); below ``[recipe] min_parity`` it FAILS.
+``on_device_head``
+    profiles with ``[adaptation] on_device_update = true``: the bundle must carry a trainable head (``head.npz``:
+    features -> logits) of at most ``max_trainable_params``; a graph without one (the classical families) FAILS.
 ``latency_vs_fp32_parent``
     quantised candidates only: single-sample latency relative to the fp32 parent, measured side by side
     (interleaved rounds, same session settings); above 1 + :data:`SLOWER_MARGIN` it is flagged (``warn``) and
@@ -24,7 +27,7 @@ from ..budget.latency import ort_session
 from ..deploy.onnx_export import INPUT_NAME
 from ..profiles import DeviceProfile
 
-__all__ = ["SLOWER_MARGIN", "gate_candidate", "parity_line", "slower_line", "paired_latency_ratio", "with_lines"]
+__all__ = ["SLOWER_MARGIN", "gate_candidate", "parity_line", "slower_line", "head_line", "paired_latency_ratio", "with_lines"]
 
 #: a quantised graph counts as slower than its fp32 parent when their p50 ratio exceeds 1 + this (timer noise)
 SLOWER_MARGIN = 0.05
@@ -65,6 +68,18 @@ def slower_line(ratio: float, parent: str) -> BudgetLine:
     slower = ratio > 1.0 + SLOWER_MARGIN
     return BudgetLine("latency_vs_fp32_parent", round(ratio, 3), 1.0 + SLOWER_MARGIN, "x", "warn" if slower else "pass",
                       f"single-sample p50 vs {parent}, measured side by side" + ("; SLOWER than its fp32 parent" if slower else ""))
+
+
+def head_line(prof: DeviceProfile, head_params: int) -> BudgetLine | None:
+    """The on-device head line, or None when the profile does not update on the device."""
+    a = prof.adaptation
+    if not a.on_device_update:
+        return None
+    if head_params == 0:
+        return BudgetLine("on_device_head", 0, a.max_trainable_params, "params", "fail",
+                          "the profile updates the model on the device; this graph has no trainable head (features -> logits)")
+    return BudgetLine("on_device_head", head_params, a.max_trainable_params, "params",
+                      "pass" if head_params <= a.max_trainable_params else "fail", "trainable head (head.npz) vs max_trainable_params")
 
 
 def with_lines(report: BudgetReport, lines: Sequence[BudgetLine]) -> BudgetReport:

@@ -42,7 +42,7 @@ from ..profiles import DeviceProfile
 from ..train import TrainConfig
 from .candidates import Candidate, LineageStep, ValScore
 from .context import ExportContext, StoredModel
-from .gating import gate_candidate, paired_latency_ratio, parity_line, slower_line
+from .gating import gate_candidate, head_line, paired_latency_ratio, parity_line, slower_line
 from .selection import SelectionRule, mcnemar_p, objective_cost
 from .settings import SOFT_WEIGHT
 from .teacher import TeacherChoice, TeacherSource, pretrained_teacher
@@ -379,13 +379,14 @@ class RecipeRun:
         export = lambda c, path: LineageStep("export", c.name, c.name, {"file": "model.onnx", "format": "onnx",  # noqa: E731
                                                                          "backend": prof.compute.backend}, c.val.top1 if c.val else None,
                                              c.mflops, c.params)
+        head = [h] if (h := head_line(prof, sm.graph.head_params)) is not None else []
         base = Candidate(f"{sm.name} fp32", sm.family, "fp32", sm.key, graph=sm.graph, val=sm.val,
                          parity={**sm.graph.parity, "vs": "source model", "split": "val"})
         ctx.progress("gate", 0, 1, base.name)
         base.report = gate_candidate(sm.graph.path, prof, ctx.val.rsrp_b, precision="fp32", thop=sm.graph.thop_flops,
                                      runs=ctx.latency_runs,
                                      extra=[parity_line(sm.graph.parity["argmax_agreement"], sm.graph.parity["n_samples"], r.min_parity,
-                                                        "the source model")])
+                                                        "the source model"), *head])
         base.lineage = list(sm.lineage) + [export(base, sm.graph.path)]
         out = [base]
         if sm.graph.feature_output is None:  # classical graphs: fp32 only (skl2onnx trees and kernels have no int8 path)
@@ -409,7 +410,8 @@ class RecipeRun:
             c.slower_than_parent = ratio if ratio > 1.0 + 0.05 else None
             ctx.progress("gate", 0, 1, c.name)
             c.report = gate_candidate(path, prof, ctx.val.rsrp_b, precision=prec, thop=None, runs=ctx.latency_runs,
-                                      extra=[parity_line(agree, len(val.argmax), r.min_parity, f"{base.name}"), slower_line(ratio, base.name)])
+                                      extra=[parity_line(agree, len(val.argmax), r.min_parity, f"{base.name}"), slower_line(ratio, base.name),
+                                             *head])
             c.lineage = list(sm.lineage) + [
                 LineageStep("quantise", c.name, base.name, {"mode": q.mode, "max_drop_pp": r.max_quant_drop_pp,
                                                              "excluded_nodes": list(q.excluded_nodes), "kept_fp32": list(q.kept_fp32)},
@@ -483,6 +485,8 @@ def _fits(prof: DeviceProfile, rep: BudgetReport, head_params: int) -> tuple[boo
         why.append(f"{line.name} {line.value:,.6g} {line.unit} (limit {line.limit:,.6g})".replace("  ", " ")
                    if line.value is not None and line.limit is not None else line.name)
     a = prof.adaptation
-    if a.on_device_update and head_params > a.max_trainable_params:
+    if a.on_device_update and head_params == 0:
+        why.append("no trainable head for the on-device update")
+    elif a.on_device_update and head_params > a.max_trainable_params:
         why.append(f"on-device head {head_params} > max_trainable_params {a.max_trainable_params}")
     return (not why), "; ".join(why)

@@ -15,7 +15,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..data import BeamDataset, atomic_write
+from ..atomic import atomic_write
+from ..data import BeamDataset
 from ..errors import ModelError
 from ..metrics import summarize, topk_accuracy
 from ..models.estimator import BeamModel, load_model, make_model
