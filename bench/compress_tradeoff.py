@@ -239,7 +239,7 @@ def run(quick: bool = False, out_dir: Path = RESULTS, argv: str = "") -> str:
                        "latency speed-up x", "top-1 test delta pp"], crow)
     lines += ["", "Seed 003 Fig. 6 reference: ResNet-GRU 11.3 M params / 12.2 GFLOPs -> 0.217 M / 155 MFLOPs, about 52x params and 79x "
               "FLOPs, for 2-3 points of top-1.", "", f"![trade-off](compress{suffix}.png)", ""]
-    lines += ["## What this shows", "", _summary(by, t, drow, qrow, prow, chosen_row, ratio_t, d_pp, len(test), choice.note), ""]
+    lines += ["## What this shows", "", _summary(by, t, drow, qrow, prow, chosen_row, ratio_t, d_pp, len(test), len(train), choice.note), ""]
     _plot(plt, rows, chosen_row, out_dir / f"compress{suffix}.png")
     text = "\n".join(lines)
     write_text(out_dir / f"compress{suffix}.md", text)
@@ -252,7 +252,7 @@ _COLORS = {"teach": "tab:red", "distil": "tab:blue", "train": "tab:gray", "prune
 def _plot(plt, rows: list[dict], chosen: dict, path: Path) -> None:
     """FLOPs vs test top-1: one marker per lineage step (colour = the step that made the graph), pruning ratios as curves,
     the Pareto front dashed, the recipe's choice starred."""
-    fig, ax = plt.subplots(figsize=(10, 6.5))
+    fig, ax = plt.subplots(figsize=(12.5, 6.5))
     for r in rows:
         step = r["steps"][-1]
         x = max(r["mflops"], 1e-4)
@@ -286,14 +286,14 @@ def _plot(plt, rows: list[dict], chosen: dict, path: Path) -> None:
     ax.set_xlabel("MFLOPs per inference (ONNX count, log scale)")
     ax.set_ylabel("held-out test top-1 (%)  [the recipe chose on validation]")
     ax.set_title("Compression trade-off from the export recipe (smartphone profile, default scenario)")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     save_fig(fig, path)
     plt.close(fig)
 
 
-def _summary(by, t, drow, qrow, prow, chosen, ratio_t, d_pp, n_test: int, note: str) -> str:
+def _summary(by, t, drow, qrow, prow, chosen, ratio_t, d_pp, n_test: int, n_train: int, note: str) -> str:
     best = max((r for r in by.values() if r["kind"] != "teacher"), key=lambda r: r["top1"])
     gap = 100 * (t["top1"] - best["top1"])
     se = 100 * np.sqrt(max(t["top1"] * (1 - t["top1"]), 1e-9) / n_test)
@@ -301,7 +301,7 @@ def _summary(by, t, drow, qrow, prow, chosen, ratio_t, d_pp, n_test: int, note: 
     out = [
         f"Teacher ({t['mflops']:.2f} MFLOPs): test top-1 {t['top1']:.4f}; the most accurate other graph, {best['model']}, is at "
         f"{best['top1']:.4f} ({-gap:+.2f} pp; binomial standard error of one test top-1 ~{se:.1f} pp)."
-        + (" The teacher is no better than its students here: trained on one city's 16k samples it has nothing to teach "
+        + (f" The teacher is no better than its students here: trained on {n_train} samples of one city it has nothing to teach "
            "(the pretrained teacher of the generalisation work is meant to fix this; " + (note or "it ships") + ")." if gap <= 0.5 else ""),
         "Distillation gain (test): " + ", ".join(f"{r[0]} {r[5]:+.2f} pp" for r in drow) + ".",
         f"Pruning the MLP: FLOPs to {prow[2][3]:.2f}x / {prow[3][3]:.2f}x / {prow[4][3]:.2f}x (50 / 75 / 88 %) for {prow[2][7]:+.2f} / "

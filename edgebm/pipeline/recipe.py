@@ -14,8 +14,9 @@ what determines it). For a profile (:meth:`RecipeRun.candidates`):
    structure is the constraint; model size judged at the cheapest allowed precision, the on-device head against
    ``max_trainable_params``), then at up to ``prune_points`` cheaper ratios (each halves the remaining width),
    every point fine-tuned with the same distillation loss. The cheaper points stop at the first one that is no
-   longer tied with the unpruned student on validation, and a point whose structure already costs more than a
-   tied candidate found so far is not fine-tuned (it could not win); the search log says which.
+   longer tied with the unpruned student on validation, then :data:`REFINE_STEPS` fine-tuned bisection steps
+   between it and the last tied one find the cheapest tied ratio; a point whose structure already costs more than
+   a tied candidate found so far is not fine-tuned (it could not win); the search log says which.
 4. **quantise** — every neural fp32 graph to each precision the profile allows (static int8 QDQ with the
    accuracy-aware exclusion, fp16), the on-device head kept fp32.
 5. **export / gate** — every variant is gated against the profile, with the parity and slower-than-parent lines.
@@ -53,6 +54,8 @@ __all__ = ["RecipeRun", "ProfileCandidates", "R_MAX", "check_families"]
 R_MAX = 0.97
 #: bisection stops when the ratio interval is this narrow
 R_TOL = 1.0 / 64
+#: fine-tuned bisection steps between the last pruning point tied with the unpruned student and the first one that is not
+REFINE_STEPS = 2
 _BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
 
 
@@ -249,25 +252,42 @@ class RecipeRun:
         ratios = ([r_fit] if r_fit > 0 else []) + [1 - (1 - r_fit) * 0.5 ** k for k in range(1, r.prune_points + 1)]
         ratios = [q for q in ratios if q <= R_MAX]
         out: list[StoredModel] = []
-        for q in ratios:
+
+        def point(q: float, how: str) -> bool | None:
+            """Fine-tune the point at ratio ``q``; True/False = tied with the unpruned student or not, None = skipped."""
             ok, rep, why = self._structure_report(prof, student, q)
             cost = objective_cost(Candidate("s", "", "fp32", "", report=rep), rule.objective, rule.pj_per_flop)
-            point: dict[str, Any] = {"ratio": round(q, 4), "structure_cost": round(cost, 6)}
-            entry["points"].append(point)
+            rec: dict[str, Any] = {"ratio": round(q, 4), "search": how, "structure_cost": round(cost, 6)}
+            entry["points"].append(rec)
             if not ok:
-                point["skipped"] = f"structure fails the gate: {why}"
-                continue
+                rec["skipped"] = f"structure fails the gate: {why}"
+                return None
             cheaper = [t for t in tied_costs if t[0] <= cost]
             if cheaper and q > r_fit:
-                point["skipped"] = f"structure costs {cost:.4g} >= {cheaper[0][0]:.4g} of {cheaper[0][2]}, already tied on val"
-                continue
+                rec["skipped"] = f"structure costs {cost:.4g} >= {cheaper[0][0]:.4g} of {cheaper[0][2]}, already tied on val"
+                return None
             sm = self.pruned(prof, student, teacher, q)
-            point.update(top1_val=round(sm.val.top1, 5), model=sm.name)
+            rec.update(top1_val=round(sm.val.top1, 5), model=sm.name)
             out.append(sm)
-            tied = _tied(rule, sm.val, student.val)
-            if not tied and q > r_fit:
-                point["stop"] = "no longer tied with the unpruned student on val"
+            tied = q <= r_fit or _tied(rule, sm.val, student.val)
+            rec["tied_with_unpruned"] = tied
+            return tied
+
+        good, bad = r_fit, None
+        for q in ratios:
+            res = point(q, "fit" if q == r_fit else "halving")
+            if res is False:
+                bad = q
                 break
+            if res:
+                good = q
+        # the cheaper points stopped at the first one no longer tied: bisect between it and the last tied one
+        for _ in range(REFINE_STEPS if bad is not None else 0):
+            mid = round((good + bad) / 2, 4)  # type: ignore[operator]
+            res = point(mid, "bisection")
+            if res is None:
+                break
+            good, bad = (mid, bad) if res else (good, mid)
         return out
 
     def pruned(self, prof: DeviceProfile, student: StoredModel, teacher: StoredModel | None, ratio: float) -> StoredModel:
