@@ -77,7 +77,7 @@ def run(quick: bool = False, out_dir: Path = RESULTS, argv: str = "") -> str:
     from edgebm.atomic import ScratchDir
     from edgebm.budget.latency import ort_session
     from edgebm.metrics import topk_accuracy
-    from edgebm.pipeline import RecipeRun, SelectionRule, default_dataset, select, split_dataset
+    from edgebm.pipeline import SOFT_WEIGHT, RecipeRun, SelectionRule, default_dataset, select, split_dataset
     from edgebm.pipeline.context import ExportContext
     from edgebm.profiles import load_profile
     from edgebm.train import TrainConfig
@@ -85,7 +85,7 @@ def run(quick: bool = False, out_dir: Path = RESULTS, argv: str = "") -> str:
     torch.set_num_threads(1)
     t_start = time.perf_counter()
     n, rounds, per_round = (3000, 8, 100) if quick else (20000, 25, 300)
-    cfg = TrainConfig(epochs=4, seed=0, soft_weight=0.2) if quick else None  # None: the export's per-family epochs
+    cfg = TrainConfig(epochs=4, seed=0, soft_weight=SOFT_WEIGHT) if quick else None  # None: the export's per-family epochs
     suffix = "_quick" if quick else ""
     prof = load_profile("smartphone")
     plain_prof = dataclasses.replace(prof, recipe=dataclasses.replace(prof.recipe, distil_weight=0.0))
@@ -165,7 +165,7 @@ def run(quick: bool = False, out_dir: Path = RESULTS, argv: str = "") -> str:
         [f"default scenario (city0, 28 GHz, 8x8 BS UPA, 16 -> 64 beams, 20 dB): {n} samples split 80/10/10 (seed 0); the recipe "
          f"chooses on the {len(val)} validation samples; test top-1/top-3 on the {len(test)} held-out samples are bench analysis",
          f"recipe of the smartphone profile: teacher {choice.source.describe()}" + (f" ({choice.note})" if choice.note else "")
-         + f"; students distilled with KD weight {prof.recipe.distil_weight:g}, T = {prof.recipe.distil_temperature:g}, soft labels 0.2; "
+         + f"; students distilled with KD weight {prof.recipe.distil_weight:g}, T = {prof.recipe.distil_temperature:g}, soft labels {SOFT_WEIGHT:g}; "
          f"'no teacher' = the same student trained on hard + soft labels only; pruned = torch-pruning L2, head kept, fine-tuned "
          f"{prof.recipe.finetune_epochs} epochs with the distillation loss"
          + ("; quick mode: every neural family trained 4 epochs" if quick else "; per-family export epochs (registry)"),

@@ -325,7 +325,7 @@ def _candidates_table(cands, title: str):
 def cmd_export(a: argparse.Namespace) -> int:
     from .data import load_dataset
     from .deploy.bundle import bundle_out_dir, sign_bundle
-    from .pipeline import NothingFitsError, TeacherSource, check_families, export_profiles, resolve_profiles
+    from .pipeline import SOFT_WEIGHT, NothingFitsError, TeacherSource, check_families, export_profiles, resolve_profiles
     from .train import TrainConfig
 
     profs = resolve_profiles(a.profile)
@@ -363,7 +363,7 @@ def cmd_export(a: argparse.Namespace) -> int:
         _check_split(n, "--data", (2, 2, 2), unit)
     else:
         _check_split(a.samples, "--samples", (2, 2, 2))
-    cfg = TrainConfig(seed=a.seed, epochs=a.epochs, soft_weight=0.2) if a.epochs else None
+    cfg = TrainConfig(seed=a.seed, epochs=a.epochs, soft_weight=SOFT_WEIGHT) if a.epochs else None
     con = _console(False)
     with _RichProgress() as prog:
         results = export_profiles(profs, data, None, seed=a.seed, n_samples=a.samples, train_cfg=cfg, families=families,

@@ -212,3 +212,23 @@ def test_cli_export_bad_teacher_and_profile_all(tmp_path, capsys):
     assert len(err) == 1 and "--teacher" in err[0]
     assert main(["export", "--profile", "smartphone,toaster"]) == 2
     assert "toaster" in capsys.readouterr().err
+
+
+def test_model_contract_to_onnx(toy_dataset, tmp_path):
+    """Every family exports through BeamModel.to_onnx -> ExportedGraph (no isinstance branches in the pipeline)."""
+    from edgebm.budget import analyze_onnx
+    from edgebm.models.estimator import make_model
+    from edgebm.train import TrainConfig
+
+    tr, va = toy_dataset.split((0.8, 0.2), seed=0)
+    mlp = make_model("mlp", 16, 64, TrainConfig(epochs=1, seed=0), hidden=(32,)).fit(tr, va)
+    g = mlp.to_onnx(tmp_path / "mlp.onnx", tr.rsrp_b, va.rsrp_b)
+    assert [o["name"] for o in g.outputs] == ["logits", "features"] and g.outputs[1]["shape"] == ["batch", 32]
+    assert (g.score_output, g.score_kind, g.feature_output) == ("logits", "logits", "features")
+    assert g.head[0].shape == (64, 32) and g.head_params == 64 * 32 + 64
+    assert g.flops == analyze_onnx(g.path).flops > 0 and abs(g.thop_flops - g.flops) / g.flops < 0.15
+    assert g.parity["argmax_agreement"] == 1.0 and g.parity["n_samples"] == len(va)
+    sgd = make_model("sgd", 16, 64, TrainConfig(seed=0)).fit(tr, va)
+    g2 = sgd.to_onnx(tmp_path / "sgd.onnx", tr.rsrp_b, va.rsrp_b)
+    assert g2.feature_output is None and g2.head is None and g2.head_params == 0
+    assert g2.score_kind == "probabilities" and g2.parity["argmax_agreement"] > 0.99 and g2.flops > 0

@@ -78,6 +78,7 @@ class ExportedGraph:
     parity: dict[str, Any]
     feature_output: str | None = None
     head: tuple[np.ndarray, np.ndarray] | None = None
+    flops: int = 0
     thop_flops: int | None = None
     manifest_fields: dict[str, Any] = field(default_factory=dict)
 
@@ -97,6 +98,12 @@ def _graph_outputs(path: Path) -> list[dict[str, Any]]:
         dims = [d.dim_value if d.HasField("dim_value") else "batch" for d in t.shape.dim]
         out.append({"name": o.name, "shape": dims, "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name})
     return out
+
+
+def _onnx_flops(path: Path) -> int:
+    from ..budget import analyze_onnx
+
+    return int(analyze_onnx(path).flops)
 
 
 @dataclass
@@ -243,7 +250,7 @@ class TorchBeamModel(BeamModel):
             model_config=self.config(), parity=check_parity(self.module, path, parity_x, threads).to_dict(),
             feature_output=OUTPUT_NAMES[1],
             head=(head.weight.detach().numpy().astype(np.float32).copy(), head.bias.detach().numpy().astype(np.float32).copy()),
-            thop_flops=thop_flops(self.module, sample), manifest_fields=dict(extra),
+            flops=_onnx_flops(Path(path)), thop_flops=thop_flops(self.module, sample), manifest_fields=dict(extra),
         )
 
     def save(self, run_dir: str | Path) -> Path:
@@ -295,6 +302,7 @@ class SklearnBeamModel(BeamModel):
         return ExportedGraph(
             path=Path(path), score_output=info["score_output"], score_kind=info["score_kind"], outputs=_graph_outputs(Path(path)),
             model_config=info["model_config"], parity=check_sklearn_parity(self.est, path, parity_x, threads).to_dict(),
+            flops=_onnx_flops(Path(path)),
         )
 
     def save(self, run_dir: str | Path) -> Path:
