@@ -139,10 +139,13 @@ def test_manifest_lineage_teacher_selection(toy_bundle):
     assert "## Lineage" in budget and "chosen on validation" in budget
 
 
-def test_multi_profile_export_shares_teacher_and_students(tmp_path):
-    from edgebm.pipeline import export_profiles
+def test_multi_profile_export_shares_teacher_and_students(tmp_path, monkeypatch):
+    from edgebm.pipeline import RecipeRun, export_profiles
     from edgebm.train import TrainConfig
 
+    reads: list[str] = []  # every read of the test split
+    real = RecipeRun.test_scores
+    monkeypatch.setattr(RecipeRun, "test_scores", lambda self, path, graph: reads.append(path.name) or real(self, path, graph))
     events: list[tuple[str, str]] = []
     ds = make_toy_dataset(500, seed=7)
     res = export_profiles([lean_profile("smartphone"), lean_profile("fwa", objective="size")], ds, tmp_path,
@@ -151,6 +154,7 @@ def test_multi_profile_export_shares_teacher_and_students(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fwa", "smartphone"]
     trained = [det for st, det in events if (st == "teacher" and det.startswith("training")) or (st == "distil" and det.endswith("(distil)"))]
     assert trained == ["training teacher", "mlp (distil)"]  # once for both profiles
+    assert len(reads) == 4  # test split read once per profile for the chosen graph and once for the teacher, after selection
     a, b = res["smartphone"], res["fwa"]
     assert a.teacher == b.teacher  # the same teacher, reported identically
     assert a.manifest["lineage"][0] == b.manifest["lineage"][0]
@@ -232,3 +236,52 @@ def test_model_contract_to_onnx(toy_dataset, tmp_path):
     g2 = sgd.to_onnx(tmp_path / "sgd.onnx", tr.rsrp_b, va.rsrp_b)
     assert g2.feature_output is None and g2.head is None and g2.head_params == 0
     assert g2.score_kind == "probabilities" and g2.parity["argmax_agreement"] > 0.99 and g2.flops > 0
+
+
+def test_prune_search_fit_by_bisection_then_halving_then_refine(monkeypatch, tmp_path):
+    """Hand-made search: structures fit from ratio 0.30 on; fine-tuned accuracy holds up to 0.70, then drops 3 pp."""
+    import dataclasses
+
+    from edgebm.pipeline.context import ExportContext, StoredModel
+    from edgebm.pipeline.recipe import R_TOL, RecipeRun
+
+    n = 1000
+    base_hits = np.arange(n) < 900  # 0.90
+
+    def val_for(q):
+        hits = base_hits.copy()
+        if q > 0.70:
+            hits[:30] = False  # 30 samples lost, none gained: McNemar p ~ 1.9e-9, -3 pp
+        return ValScore(float(hits.mean()), float(hits.mean()), hits, hits.astype(int), np.zeros((n, 2), np.float32))
+
+    ds = make_toy_dataset(50, seed=0)
+    ctx = ExportContext(ds, ds, ds, ds, ds.rsrp_b, 0, tmp_path)
+    rr = RecipeRun(ctx)
+    probes: list[float] = []
+    tuned: list[float] = []
+
+    def structure_report(prof, student, q):
+        probes.append(q)
+        rep = _cand("s", base_hits, flops=1e5 * (1 - q)).report
+        return q >= 0.30, rep, "" if q >= 0.30 else "params too many"
+
+    def pruned(prof, student, teacher, q):
+        tuned.append(round(q, 4))
+        return dataclasses.replace(student, key=f"p{q}", name=f"s-p{q}", val=val_for(q))
+
+    monkeypatch.setattr(rr, "_structure_report", structure_report)
+    monkeypatch.setattr(rr, "pruned", pruned)
+    student = StoredModel("s", "s", "mlp", None, None, None, val_for(0.0), [])
+    prof = lean_profile("smartphone", prune_points=2)
+    log: list[dict] = []
+    out = rr.prune_points(prof, student, None, [], log)
+    fit = log[0]["fit"]["ratio"]
+    assert 0.30 <= fit <= 0.30 + R_TOL and probes[:2] == [0.0, 0.97]  # bisection between a failing 0 and a fitting 0.97
+    halving = [round(1 - (1 - fit) * 0.5 ** k, 4) for k in (1, 2)]
+    assert tuned[:3] == pytest.approx([fit, *halving], abs=2e-4)  # fit point, then halving: the second is no longer tied
+    mid1 = (halving[0] + halving[1]) / 2  # > 0.70: not tied
+    mid2 = (halving[0] + mid1) / 2  # <= 0.70: tied
+    assert tuned[3:] == pytest.approx([mid1, mid2], abs=2e-4) and tuned[3] > 0.70 >= tuned[4]
+    assert [p["search"] for p in log[0]["points"]] == ["fit", "halving", "halving", "bisection", "bisection"]
+    assert [p["tied_with_unpruned"] for p in log[0]["points"]] == [True, True, False, False, True]
+    assert len(out) == 5

@@ -150,6 +150,10 @@ class RecipeRun:
             model, why = pretrained_teacher(ctx.data)
             if model is None:
                 note = f"{why}; trained the '{src.family}' teacher here instead"
+                trained = self.teachers.get(TeacherSource("train", src.family).key)
+                if trained is not None:  # another profile already trained this family here: share it
+                    self.teachers[src.key] = (TeacherChoice(trained[0].model, trained[0].source, note), trained[1])
+                    return self.teachers[src.key]
         used = src
         if model is None:  # "train", or "pretrained" falling back
             spec = get_family(src.family)
@@ -166,6 +170,8 @@ class RecipeRun:
         ctx.progress("teacher", 1, 1, f"{model.family}: val top-1 {sm.val.top1:.3f}")
         choice = TeacherChoice(model, used, note)
         self.teachers[src.key] = (choice, sm)
+        if used.key != src.key:  # a fallback trained here serves the profiles that ask for "train" too
+            self.teachers.setdefault(used.key, (TeacherChoice(model, used), sm))
         return choice, sm
 
     def _logits(self, teacher: StoredModel) -> np.ndarray:
