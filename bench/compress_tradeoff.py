@@ -125,9 +125,13 @@ def run(quick: bool = False, out_dir: Path = RESULTS, argv: str = "") -> str:
             add(students[f], "distilled", f"{f} (KD)")
             add(plain[f], "plain", f"{f} (no teacher)")
         for (f, r), sm in pruned.items():
-            add(sm, "pruned", f"{f} (KD) pruned {r:.0%}")
+            add(sm, "pruned", f"{f} (KD) pruned {r:.1%}")
         for f, sm in classical.items():
             add(sm, "classical")
+        seen = {id(r["sm"]) for r in rows}
+        for sm in pc.models.values():  # pruning points the recipe's own search added (its bisection ratios)
+            if "prune" in sm.extra and id(sm) not in seen:
+                add(sm, "pruned", f"{sm.family} (KD) pruned {sm.extra['prune']['ratio']:.1%}")
         for row in [r for r in rows if r["kind"] in ("teacher", "distilled", "pruned")]:
             for prec in ("int8", "fp16") if row["kind"] != "pruned" else ("int8",):
                 path, q, v = timed("quantise", lambda row=row, prec=prec: rr.quantised(prof, row["sm"], prec))
@@ -199,8 +203,9 @@ def run(quick: bool = False, out_dir: Path = RESULTS, argv: str = "") -> str:
     mlp = by["mlp (KD)"]
     f0 = floor["p50_ms"]
     prow = []
-    for name in ["mlp (KD)"] + [f"mlp (KD) pruned {r:.0%}" for r in MLP_RATIOS]:
-        c = by[name]
+    curve = sorted([r for r in rows if r["precision"] == "fp32" and r["model"].startswith("mlp (KD) pruned")], key=lambda r: -r["mflops"])
+    for c in [mlp] + curve:
+        name = c["model"]
         prow.append([name, c["params"], round(c["mflops"], 4), round(c["mflops"] / mlp["mflops"], 3), round(c["p50_ms"], 4),
                      round(c["p50_ms"] / mlp["p50_ms"], 3), round(max(c["p50_ms"] - f0, 0) / max(mlp["p50_ms"] - f0, 1e-9), 3),
                      round(100 * (c["top1"] - mlp["top1"]), 2), round(100 * (c["val_top1"] - mlp["val_top1"]), 2)])
@@ -228,7 +233,7 @@ def run(quick: bool = False, out_dir: Path = RESULTS, argv: str = "") -> str:
     lines += ["", "## Distillation: the same student with and without the teacher", ""]
     lines += md_table(["student", "val KD", "val no teacher", "test KD", "test no teacher", "KD gain pp (test)"], drow)
     crow = []
-    for name in ("dscnn (KD) int8", "mlp (KD)", "mlp (KD) int8", "mlp (KD) pruned 75%", "mlp (KD) pruned 88%", "mlp (KD) pruned 94%"):
+    for name in ("dscnn (KD) int8", "mlp (KD)", "mlp (KD) int8", "mlp (KD) pruned 75.0%", "mlp (KD) pruned 87.5%", "mlp (KD) pruned 93.8%"):
         if name not in by:
             continue
         c = by[name]
@@ -304,9 +309,9 @@ def _summary(by, t, drow, qrow, prow, chosen, ratio_t, d_pp, n_test: int, n_trai
         + (f" The teacher is no better than its students here: trained on {n_train} samples of one city it has nothing to teach "
            "(the pretrained teacher of the generalisation work is meant to fix this; " + (note or "it ships") + ")." if gap <= 0.5 else ""),
         "Distillation gain (test): " + ", ".join(f"{r[0]} {r[5]:+.2f} pp" for r in drow) + ".",
-        f"Pruning the MLP: FLOPs to {prow[2][3]:.2f}x / {prow[3][3]:.2f}x / {prow[4][3]:.2f}x (50 / 75 / 88 %) for {prow[2][7]:+.2f} / "
-        f"{prow[3][7]:+.2f} / {prow[4][7]:+.2f} pp test top-1; measured p50 {prow[2][5]:.2f}x / {prow[3][5]:.2f}x / {prow[4][5]:.2f}x "
-        "-- at these sizes the per-call overhead dominates latency.",
+        "Pruning the MLP: " + ", ".join(f"{r[0].replace('mlp (KD) pruned ', '')} -> FLOPs {r[3]:.2f}x, p50 {r[5]:.2f}x, "
+                                        f"test {r[7]:+.2f} pp" for r in prow[1:])
+        + " -- latency falls far less than FLOPs: at these sizes the per-call overhead dominates.",
         f"int8 faster than fp32 for: {', '.join(r[0] for r in q8 if r[6] == 'yes') or 'none'}; not for: "
         f"{', '.join(r[0] for r in q8 if r[6] == 'NO') or 'none'}.",
         f"The recipe shipped {chosen['name']}: {ratio_t:.1f}x fewer FLOPs than the teacher, {d_pp:+.2f} pp test top-1.",

@@ -30,7 +30,7 @@ def test_cli_export_with_data(tmp_path, capsys):
     ds = make_toy_dataset(400, seed=3)
     data = save_dataset(ds, tmp_path / "d.npz")
     out = tmp_path / "bundle"
-    rc = main(["export", "--profile", "smartphone", "--data", str(data), "--out", str(out), "--epochs", "3"])
+    rc = main(["export", "--profile", "smartphone", "--data", str(data), "--out", str(out), "--epochs", "3", "--families", "mlp"])
     assert rc == 0
     man = json.loads((out / "manifest.json").read_text())
     assert man["profile"] == "smartphone" and man["verdict"] == "pass"

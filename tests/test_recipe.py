@@ -171,11 +171,12 @@ def test_pretrained_teacher_seam(monkeypatch, toy_dataset):
     assert why == "" and model.family == "sgd"
 
 
-def fake_pretrained(ds):
-    """A stand-in provider for the pretrained-teacher seam (a fitted classical model)."""
+def fake_pretrained(n_b, n_a, codebooks, bs_array):
+    """A stand-in provider for the pretrained-teacher seam (a fitted classical model on toy data)."""
     from edgebm.models.estimator import make_model
 
-    return make_model("sgd", ds.n_b, ds.n_a).fit(ds, None)
+    assert "cb_a_weights" in codebooks and len(bs_array) == 2
+    return make_model("sgd", n_b, n_a).fit(make_toy_dataset(300, seed=1), None)
 
 
 def test_cli_export_teacher_run_several_profiles_and_prune_to_budget(tmp_path, capsys):

@@ -1,9 +1,10 @@
 """Where the export recipe's teacher comes from: trained here, a run folder, or the package's pretrained weights.
 
 ``"pretrained"`` is a seam: :data:`PRETRAINED_PROVIDER` names a function
-``load_pretrained_teacher(ds: BeamDataset) -> BeamModel`` (fitted, |B| -> |A| of ``ds``) that the module
-shipping the pretrained weights provides. Until it exists, or when it raises, the recipe trains the
-teacher here instead and says so (``TeacherChoice.note``, the manifest's ``teacher.note``).
+``load_pretrained_teacher(n_b, n_a, codebooks, bs_array) -> BeamModel`` (fitted, for the dataset's Set B / Set A
+codebook arrays and BS array) that the module shipping the pretrained weights provides. Until it exists, or when
+it raises (no weights, a codebook it cannot serve), the recipe trains the teacher here instead and says so
+(``TeacherChoice.note``, the manifest's ``teacher.note``).
 """
 
 from __future__ import annotations
@@ -65,11 +66,17 @@ def pretrained_teacher(ds: BeamDataset) -> tuple[Any | None, str]:
     except (ImportError, AttributeError):
         return None, f"no pretrained teacher in this edgebm build ({PRETRAINED_PROVIDER} is missing)"
     try:
-        model = loader(ds)
-    except (ModelError, ValueError, FileNotFoundError) as e:
+        model = loader(ds.n_b, ds.n_a, ds.codebooks, tuple(ds.meta.get("bs_array", (8, 8))))
+    except (ModelError, ValueError, FileNotFoundError, KeyError) as e:
         return None, f"pretrained teacher unusable for this data: {e}"
     if model is None:
         return None, "no pretrained teacher for this configuration"
     if (model.n_in, model.n_out) != (ds.n_b, ds.n_a):
         return None, f"pretrained teacher is {model.n_in}->{model.n_out} beams, data is {ds.n_b}->{ds.n_a}"
+    from ..models.registry import UnknownFamilyError, get_family
+
+    try:
+        get_family(model.family)
+    except UnknownFamilyError as e:
+        return None, f"pretrained teacher of an unregistered family: {e}"
     return model, ""
