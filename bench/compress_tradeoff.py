@@ -75,7 +75,7 @@ def run(quick: bool = False, out_dir: Path = RESULTS, argv: str = "") -> str:
     import torch
 
     from edgebm.atomic import ScratchDir
-    from edgebm.budget.latency import ort_session
+    from edgebm.runtime.session import ort_session
     from edgebm.metrics import topk_accuracy
     from edgebm.pipeline import SOFT_WEIGHT, RecipeRun, SelectionRule, default_dataset, select, split_dataset
     from edgebm.pipeline.context import ExportContext

@@ -69,6 +69,8 @@ def toy_bundle(tmp_path_factory, toy_dataset):
     from edgebm.train import TrainConfig
 
     out = tmp_path_factory.mktemp("bundles") / "smartphone"
-    res = export_for_profile(lean_profile("smartphone"), toy_dataset, out, train_cfg=TrainConfig(epochs=8, seed=0), families=["mlp"],
-                             latency_runs=50)
+    # no pruning here: tests across the suite rely on this bundle being the 256-wide MLP (the recipe's pruning is
+    # exercised in tests/test_recipe.py)
+    res = export_for_profile(lean_profile("smartphone", prune=False), toy_dataset, out, train_cfg=TrainConfig(epochs=8, seed=0),
+                             families=["mlp"], latency_runs=50)
     return res

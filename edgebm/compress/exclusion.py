@@ -91,7 +91,7 @@ def output_error_proxy(fp32_path: Path, quant_path: Path, nodes: list[str], x: n
     The node's first output keeps its tensor name in QDQ graphs (a Q/DQ pair is inserted after it,
     or the node's output is renamed ``<name>_QuantizeLinear_Input``), so both graphs can expose it.
     """
-    import onnxruntime as ort
+    from ..runtime.session import ort_session
 
     fp = onnx.load(str(fp32_path))
     q = onnx.load(str(quant_path))
@@ -112,9 +112,7 @@ def output_error_proxy(fp32_path: Path, quant_path: Path, nodes: list[str], x: n
         have = {o.name for o in m.graph.output}
         for t in sorted(names - have):
             m.graph.output.append(onnx.helper.make_empty_tensor_value_info(t))
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        sess = ort_session(m.SerializeToString(), 1, optimization="none")
         outs = [o.name for o in sess.get_outputs()]
         vals = sess.run(outs, {sess.get_inputs()[0].name: np.ascontiguousarray(x, np.float32)})
         return dict(zip(outs, vals))

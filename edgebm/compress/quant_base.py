@@ -148,15 +148,13 @@ def weighted_nodes(model: onnx.ModelProto | str | Path, op_types: Sequence[str] 
 
 def make_top1_eval(x_val: np.ndarray, y_val: np.ndarray, threads: int = 1) -> Callable[[str | Path], float]:
     """``eval_fn(onnx_path) -> top-1`` of the first output on (x_val, y_val) with onnxruntime CPU."""
-    import onnxruntime as ort
+    from ..runtime.session import ort_session
 
     x = np.ascontiguousarray(x_val, dtype=np.float32)
     y = np.asarray(y_val)
 
     def eval_fn(path: str | Path) -> float:
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        sess = ort_session(path, threads)
         logits = sess.run([sess.get_outputs()[0].name], {sess.get_inputs()[0].name: x})[0]
         return float(np.mean(logits.reshape(-1, logits.shape[-1]).argmax(-1) == y.reshape(-1)))
 

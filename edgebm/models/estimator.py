@@ -245,6 +245,10 @@ class TorchBeamModel(BeamModel):
         path = export_onnx(self.module, sample, path)
         head = self.module.head
         extra = self.module.export_manifest_fields() if hasattr(self.module, "export_manifest_fields") else {}
+        if hasattr(self.module, "forward_aps"):  # codebook-aware: the APS output serves new codebooks (Predictor.set_codebook)
+            from ..deploy.onnx_export import APS_OUTPUT
+
+            extra = {"aps_output": APS_OUTPUT, **extra}
         return ExportedGraph(
             path=Path(path), score_output=OUTPUT_NAMES[0], score_kind="logits", outputs=_graph_outputs(Path(path)),
             model_config=self.config(), parity=check_parity(self.module, path, parity_x, threads).to_dict(),

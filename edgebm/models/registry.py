@@ -142,6 +142,11 @@ register_family(FamilySpec(
     "dscnn", "torch", "edgebm.models.dscnn:BeamDSCNN", "MobileNetV2-style depthwise-separable CNN student", "student",
     prunable=True, export_epochs=12))
 register_family(FamilySpec(
+    "angular", "torch", "edgebm.models.angular:AngularBeamNet",
+    "codebook- and array-aware: Set B RSRP -> angular power spectrum -> any Set A codebook through its gain patterns",
+    "student", needs_codebooks=True, default_params={"hidden": (256, 256)}, export_params={"hidden": (256, 256)},
+    export_epochs=30))
+register_family(FamilySpec(
     "teacher", "torch", "edgebm.models.teacher:BeamTeacherCNN",
     "ResNet/RegNet-style CNN over the bilinearly upsampled Set B grid", "teacher",
     export_params={"upsample": 16}, export_epochs=10))

@@ -20,6 +20,7 @@ from ..budget import BudgetReport
 from ..data import BeamDataset, load_dataset
 from ..deploy import write_bundle
 from ..deploy.bundle import bundle_out_dir
+from ..evaluate import dataset_beam_xy
 from ..metrics import summarize
 from ..profiles import DeviceProfile, list_profiles, load_profile
 from ..train import TrainConfig
@@ -193,7 +194,7 @@ def _write(run: RecipeRun, pc: ProfileCandidates, chosen: Candidate, rule: Selec
     g = chosen.graph
     assert g is not None
     # the test split, read once: the chosen candidate and the teacher
-    metrics = summarize(run.test_scores(g.path, g), ctx.test.rsrp_a, ctx.test.noise_dbm)
+    metrics = summarize(run.test_scores(g.path, g), ctx.test.rsrp_a, ctx.test.noise_dbm, dataset_beam_xy(ctx.test))
     teacher = _teacher_block(run, pc)
     split = {"train": len(ctx.train), "val": len(ctx.val), "test": len(ctx.test), "seed": ctx.seed}
     manifest = manifest_fields(prof, ctx.data, chosen, sm.model, pc.candidates, split, teacher, rule, metrics, pc.search_log)

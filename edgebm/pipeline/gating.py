@@ -7,7 +7,8 @@ The recipe adds two lines the gate cannot know about because they compare a cand
     quantised: the fp32 graph it came from); below ``[recipe] min_parity`` it FAILS.
 ``on_device_head``
     profiles with ``[adaptation] on_device_update = true``: the bundle must carry a trainable head (``head.npz``:
-    features -> logits) of at most ``max_trainable_params``; a graph without one (the classical families) FAILS.
+    features -> logits); a graph without one (the classical families) FAILS here (the gate's own
+    ``trainable_head`` line only informs then, and judges the head's size against ``max_trainable_params``).
 ``latency_vs_fp32_parent``
     quantised candidates only: single-sample latency relative to the fp32 parent, measured side by side
     (interleaved rounds, same session settings); above 1 + :data:`SLOWER_MARGIN` it is flagged (``warn``) and
@@ -23,11 +24,12 @@ from typing import Sequence
 import numpy as np
 
 from ..budget import BudgetLine, BudgetReport, run_gate
-from ..budget.latency import ort_session
+from ..budget.gate import limit_line
+from ..runtime.session import ort_session
 from ..deploy.onnx_export import INPUT_NAME
 from ..profiles import DeviceProfile
 
-__all__ = ["SLOWER_MARGIN", "gate_candidate", "parity_line", "slower_line", "head_line", "paired_latency_ratio", "with_lines"]
+__all__ = ["SLOWER_MARGIN", "gate_candidate", "parity_line", "slower_line", "head_line", "paired_latency_ratio"]
 
 #: a quantised graph counts as slower than its fp32 parent when their p50 ratio exceeds 1 + this (timer noise)
 SLOWER_MARGIN = 0.05
@@ -60,8 +62,8 @@ def paired_latency_ratio(parent: Path, child: Path, x1: np.ndarray, threads: int
 
 
 def parity_line(agreement: float, n: int, min_parity: float, versus: str) -> BudgetLine:
-    return BudgetLine("parity_top1_agreement", round(agreement, 5), min_parity, "", "pass" if agreement >= min_parity else "fail",
-                      f"top-1 agreement with {versus} on {n} validation samples (must be >= {min_parity:g})")
+    return limit_line("parity_top1_agreement", round(agreement, 5), min_parity, "",
+                      f"top-1 agreement with {versus} on {n} validation samples", bound="min")
 
 
 def slower_line(ratio: float, parent: str) -> BudgetLine:
@@ -71,25 +73,16 @@ def slower_line(ratio: float, parent: str) -> BudgetLine:
 
 
 def head_line(prof: DeviceProfile, head_params: int) -> BudgetLine | None:
-    """The on-device head line, or None when the profile does not update on the device."""
-    a = prof.adaptation
-    if not a.on_device_update:
+    """``on_device_head``: fails when the profile updates on the device and the graph has no trainable head; None
+    otherwise (the gate's ``trainable_head`` line judges the head's size)."""
+    if not prof.adaptation.on_device_update or head_params > 0:
         return None
-    if head_params == 0:
-        return BudgetLine("on_device_head", 0, a.max_trainable_params, "params", "fail",
-                          "the profile updates the model on the device; this graph has no trainable head (features -> logits)")
-    return BudgetLine("on_device_head", head_params, a.max_trainable_params, "params",
-                      "pass" if head_params <= a.max_trainable_params else "fail", "trainable head (head.npz) vs max_trainable_params")
-
-
-def with_lines(report: BudgetReport, lines: Sequence[BudgetLine]) -> BudgetReport:
-    """``report`` with ``lines`` appended (the verdict counts them)."""
-    report.lines.extend(lines)
-    return report
+    return BudgetLine("on_device_head", 0, None, "params", "fail",
+                      "the profile updates the model on the device; this graph has no trainable head (features -> logits)")
 
 
 def gate_candidate(onnx_path: Path, prof: DeviceProfile, sample: np.ndarray, *, precision: str, thop: int | None,
-                   runs: int, extra: Sequence[BudgetLine] = ()) -> BudgetReport:
+                   runs: int, head_params: int, extra: Sequence[BudgetLine] = ()) -> BudgetReport:
     """The budget gate on ``onnx_path`` with the recipe's ``extra`` lines appended."""
-    report = run_gate(onnx_path, prof, sample[:1], thop=thop, runs=runs, precision=precision)
-    return with_lines(report, extra)
+    return run_gate(onnx_path, prof, sample[:1], thop=thop, runs=runs, precision=precision,
+                    head_params=head_params or None, extra_lines=extra)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..data import BeamDataset
+from ..data.dataset import DEFAULT_SPLIT
 
 __all__ = ["DEFAULT_SAMPLES", "DEFAULT_SEED", "SPLIT", "SOFT_WEIGHT", "default_dataset", "split_dataset"]
 
@@ -10,7 +11,7 @@ __all__ = ["DEFAULT_SAMPLES", "DEFAULT_SEED", "SPLIT", "SOFT_WEIGHT", "default_d
 DEFAULT_SAMPLES = 20000
 DEFAULT_SEED = 0
 #: train / validation / test fractions used by train, export and evaluate (the same seed gives the same split)
-SPLIT = (0.8, 0.1, 0.1)
+SPLIT = DEFAULT_SPLIT
 #: weight lambda of the seed-003 beam-power soft labels in every training job of the pipeline
 SOFT_WEIGHT = 0.2
 

@@ -18,6 +18,7 @@ import numpy as np
 from ..atomic import atomic_write
 from ..data import BeamDataset
 from ..errors import ModelError
+from ..evaluate import dataset_beam_xy
 from ..metrics import summarize, topk_accuracy
 from ..models.estimator import BeamModel, load_model, make_model
 from ..train import TrainConfig
@@ -43,7 +44,7 @@ def _test_metrics(model: BeamModel, test: BeamDataset) -> dict[str, Any]:
         return {"per_slot": [{"slot": j, "top1": topk_accuracy(seq[:, j], ys[:, j], 1), "top3": topk_accuracy(seq[:, j], ys[:, j], 3)}
                              for j in range(seq.shape[1])], "n": int(len(xs))}
     x = model._x(test) if getattr(model, "use_position", False) else test.rsrp_b  # type: ignore[attr-defined]
-    return summarize(model.decision_scores(x), test.rsrp_a, test.noise_dbm)
+    return summarize(model.decision_scores(x), test.rsrp_a, test.noise_dbm, dataset_beam_xy(test))
 
 
 def train_run(
