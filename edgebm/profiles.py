@@ -118,6 +118,7 @@ class Recipe:
 
     teacher: str = "train"  # "train" here, "pretrained" (package weights; falls back to "train" with a note) or "none"
     teacher_family: str = "teacher"  # family trained as the teacher when teacher = "train"
+    teacher_finetune_epochs: int = 20  # "pretrained": epochs of fine-tuning on the export's training split (0 = as shipped)
     distil_weight: float = 0.5  # alpha of the Hinton KD term added to the student loss (0 = no distillation)
     distil_temperature: float = 4.0  # KD temperature T
     prune: bool = True  # structured pruning of prunable students, searched against the budget
@@ -259,6 +260,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], bool, Callable[[Any], str | 
     "recipe": {  # every key optional: defaults in Recipe
         "teacher": ((str,), False, _choice(TEACHER_SOURCES)),
         "teacher_family": ((str,), False, _distillable_family),
+        "teacher_finetune_epochs": ((int,), False, _non_negative),
         "distil_weight": (_NUM, False, _non_negative),
         "distil_temperature": (_NUM, False, _positive),
         "prune": ((bool,), False, None),

@@ -30,6 +30,7 @@ class TeacherSource:
     kind: str = "train"
     family: str = "teacher"
     run_dir: Path | None = None
+    finetune_epochs: int = 0  # "pretrained": fine-tuning epochs on the export data (part of the identity)
 
     def __post_init__(self) -> None:
         if self.kind not in ("train", "run", "pretrained", "none"):
@@ -40,12 +41,14 @@ class TeacherSource:
     @property
     def key(self) -> str:
         """Identity for sharing one teacher between profiles."""
-        return {"train": f"train:{self.family}", "run": f"run:{self.run_dir}", "pretrained": f"pretrained:{self.family}",
-                "none": "none"}[self.kind]
+        return {"train": f"train:{self.family}", "run": f"run:{self.run_dir}",
+                "pretrained": f"pretrained:{self.family}:ft{self.finetune_epochs}", "none": "none"}[self.kind]
 
     def describe(self) -> str:
         return {"train": f"trained here ({self.family})", "run": f"run folder {self.run_dir}",
-                "pretrained": "the package's pretrained teacher", "none": "no teacher"}[self.kind]
+                "pretrained": "the package's pretrained teacher" + (f", fine-tuned {self.finetune_epochs} epochs here"
+                                                                      if self.finetune_epochs else ""),
+                "none": "no teacher"}[self.kind]
 
 
 @dataclass
