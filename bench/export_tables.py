@@ -43,7 +43,13 @@ def run(profiles: list[str], out_dir: Path = RESULTS) -> str:
         for name in profiles:
             res = results[name]
             if isinstance(res, NothingFitsError):
-                bodies += [f"## `{name}`: nothing fits", "", str(res), ""]
+                from edgebm.pipeline.report import CANDIDATE_COLUMNS, candidate_table_rows
+
+                bodies += [f"## `{name}`: nothing fits", "", str(res), "", "| " + " | ".join(CANDIDATE_COLUMNS) + " |",
+                           "|" + "---|" * len(CANDIDATE_COLUMNS), *["| " + " | ".join(r) + " |" for r in candidate_table_rows(res.candidates)], ""]
+                need_x = TARGETS.get(name, (None, None))[0]
+                trows.append([name, "nothing fits", "-", None, None, None, None, None, None, "-" if need_x is None else f">= {need_x:g}x",
+                              "MISSED" if need_x is not None else "-"])
                 continue
             body = (res.bundle_dir / "budget.md").read_text()
             body = body.replace("# Budget report", f"## `{name}`: chosen", 1).replace("\n## ", "\n### ")

@@ -138,24 +138,16 @@ def export_for_profile(
     profile: str | DeviceProfile,
     data: str | Path | BeamDataset | None = None,
     out_dir: str | Path | None = None,
-    *,
-    seed: int = DEFAULT_SEED,
-    n_samples: int = DEFAULT_SAMPLES,
-    train_cfg: TrainConfig | None = None,
-    families: list[str] | None = None,
-    teacher: TeacherSource | None = None,
-    force: bool = False,
-    latency_runs: int = 500,
-    progress: Progress = noop_progress,
+    **options: Any,
 ) -> ExportResult:
     """One profile: run the recipe, choose on validation and write the bundle to ``out_dir`` (default
-    ``export/<profile>``). Raises :class:`NothingFitsError` (nothing written) when no candidate passes, unless
-    ``force``; then the most accurate failing candidate is written and its manifest says ``verdict: fail``."""
+    ``export/<profile>``). ``options``: the keyword arguments of :func:`export_profiles` (``seed``, ``n_samples``,
+    ``train_cfg``, ``families``, ``teacher``, ``force``, ``latency_runs``, ``progress``). Raises
+    :class:`NothingFitsError` (nothing written) when no candidate passes, unless ``force``; then the most accurate
+    failing candidate (on validation) is written and its manifest says ``verdict: fail``."""
     prof = profile if isinstance(profile, DeviceProfile) else load_profile(profile)
     out = bundle_out_dir(out_dir, prof.name)  # refuses a non-bundle folder, '.', a read-only place: before any training
-    res = export_profiles([prof], data, None, seed=seed, n_samples=n_samples, train_cfg=train_cfg, families=families,
-                          teacher=teacher, force=force, latency_runs=latency_runs, progress=progress, out_dirs={prof.name: out})
-    r = res[prof.name]
+    r = export_profiles([prof], data, None, out_dirs={prof.name: out}, **options)[prof.name]
     if isinstance(r, NothingFitsError):
         raise r
     return r
