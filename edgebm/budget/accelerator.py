@@ -42,6 +42,7 @@ class AcceleratorCoverage:
     partition_sizes: list[int] = field(default_factory=list)
     unsupported_ops: list[str] = field(default_factory=list)
     dynamic_shape_nodes: int = 0  # nodes refused because an input shape is not fixed
+    empty_input_ops: list[str] = field(default_factory=list)  # ops with an omitted optional input ('' name)
     error: str | None = None  # the checker could not analyse the graph
 
     @property
@@ -58,6 +59,8 @@ class AcceleratorCoverage:
             s += f"; unsupported ops: {', '.join(self.unsupported_ops)}"
         if self.dynamic_shape_nodes:
             s += f"; {self.dynamic_shape_nodes} node(s) refused for a dynamic or unknown input shape"
+            if self.empty_input_ops:  # the checker treats an omitted optional input as a value of unknown shape
+                s += f" (the checker counts the omitted optional input of {', '.join(self.empty_input_ops)} as unknown)"
         return s
 
     def to_dict(self) -> dict:
@@ -105,6 +108,7 @@ def accelerator_coverage(onnx_path: str | Path, accelerator: str) -> Accelerator
     return AcceleratorCoverage(
         accelerator, int(info.num_nodes), int(info.num_supported_nodes), int(info.num_partitions),
         [len(g) for g in info.supported_groups], sorted(info.unsupported_ops), int(info.nodes_unsupported_due_to_dynamic_input),
+        sorted({n.op_type for n in model.graph.node if "" in list(n.input)}),
     )
 
 

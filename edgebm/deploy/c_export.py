@@ -45,12 +45,25 @@ EMLEARN_HEADERS = ("eml_net.h", "eml_common.h", "eml_net_common.h", "eml_log.h")
 _TEMPLATES = Path(__file__).with_name("c_templates")
 
 
-def emlearn_status() -> tuple[bool, str]:
-    """(available, reason): ``emlearn`` importable (pip install edgebm[mcu])."""
+def _emlearn():
+    """Import emlearn without its side effect: ``emlearn.bayes`` calls ``numpy.seterr(all='raise')`` at
+    import, which would turn every later float underflow in this process into an exception."""
+    saved = np.geterr()
     try:
         import emlearn
+        import emlearn.net
+        import emlearn.trees
+    finally:
+        np.seterr(**saved)
+    return emlearn
+
+
+def emlearn_status() -> tuple[bool, str]:
+    """(available, reason): ``emlearn`` importable (a dependency of edgebm; pip install emlearn)."""
+    try:
+        emlearn = _emlearn()
     except ImportError:
-        return False, "emlearn is not installed (pip install 'edgebm[mcu]')"
+        return False, "emlearn is not installed (pip install emlearn)"
     return True, f"emlearn {getattr(emlearn, '__version__', '?')}"
 
 
@@ -159,9 +172,9 @@ def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
 def _preprocessing(g: _Graph) -> tuple[float, float, str]:
     """(floor_db, scale_db, feature tensor) of the ``x - max(x)``, clip, divide step at the graph input."""
     x = g.input.name
-    red = g.only_consumer(x, ("ReduceMax",))
-    sub = next((n for n in g.consumers.get(x, []) if n.op_type == "Sub" and list(n.input) == [x, red.output[0]]), None)
-    if sub is None:
+    reds = [n for n in g.consumers.get(x, []) if n.op_type == "ReduceMax"]
+    sub = next((n for n in g.consumers.get(x, []) if n.op_type == "Sub" and reds and list(n.input) == [x, reds[0].output[0]]), None)
+    if len(reds) != 1 or sub is None:
         raise ExportError("C export: the graph does not start with the relative-dB step (ReduceMax, Sub) of edgebm models")
     clip = g.only_consumer(sub.output[0])
     if clip.op_type == "Clip" and len(clip.input) >= 2 and clip.input[1] and (len(clip.input) < 3 or not clip.input[2]):
@@ -305,8 +318,7 @@ def _gemm_bias(g: _Graph, name: str, n_out: int) -> tuple[np.ndarray, np.ndarray
 
 
 def _emlearn_net_source(layers: list[_Dense]) -> str:
-    from emlearn.net import c_generate_net_loadable
-
+    c_generate_net_loadable = _emlearn().net.c_generate_net_loadable
     acts = ["relu" if l.relu else "identity" for l in layers]
     # emlearn stores layer weights as (n_in, n_out); ONNX Gemm with transB=1 holds (n_out, n_in)
     return c_generate_net_loadable(acts, [l.w.T.astype(np.float32) for l in layers], [l.b.astype(np.float32) for l in layers], prefix="edgebm_net")
@@ -401,11 +413,18 @@ def _trees_source(node: onnx.NodeProto) -> tuple[str, int]:
 
 
 def _emlearn_tree_source(estimator: Any) -> tuple[str, int]:
-    from emlearn.trees import Wrapper
-
-    w = Wrapper(estimator, "inline", dtype="float")
+    w = _emlearn().trees.Wrapper(estimator, "inline", dtype="float")
     code = w.save(name="edgebm_tree", include_proba=False)
     return code, int(len(estimator.classes_))
+
+
+def _sklearn_estimator(model: Any) -> Any:
+    """The fitted scikit-learn estimator inside an edgebm model wrapper (None for torch models)."""
+    for _ in range(4):  # SklearnBeamModel.est -> ClassicalBeamModel.estimator -> the sklearn estimator
+        if model is None or type(model).__module__.startswith("sklearn"):
+            break
+        model = getattr(model, "est", None) or getattr(model, "estimator", None)
+    return model if model is not None and type(model).__module__.startswith("sklearn") else None
 
 
 # -- entry point --------------------------------------------------------------------------------
@@ -419,8 +438,8 @@ def export_c(
 ) -> CModel:
     """Generate the C sources for the model in ``onnx_path`` (an edgebm BM-Case1 graph).
 
-    ``estimator``: the fitted scikit-learn estimator for tree families (emlearn converts the tree
-    from it); ``examples`` (n, n_b) dBm rows become ``example_main.c``'s built-in inputs, with the
+    ``estimator``: the fitted model (an edgebm model wrapper or the scikit-learn estimator itself);
+    emlearn converts decision trees from the scikit-learn tree inside it; ``examples`` (n, n_b) dBm rows become ``example_main.c``'s built-in inputs, with the
     beams onnxruntime predicts for them as the expected answers.
     Raises :class:`ExportError` naming what the C target cannot express.
     """
@@ -435,7 +454,7 @@ def export_c(
     notes: list[str] = []
     head = f'#include <math.h>\n#include <stdint.h>\n\n#include "model.h"\n\n{_template("features.c.in")}\n'
     files: dict[str, str] = {}
-    est = getattr(estimator, "estimator", estimator)
+    est = _sklearn_estimator(estimator)
     if "TreeEnsembleClassifier" in ops:
         node = next(n for n in g.nodes if n.op_type == "TreeEnsembleClassifier")
         if est is not None and type(est).__name__ == "DecisionTreeClassifier" and emlearn_status()[0]:
@@ -503,9 +522,8 @@ def export_c(
 
 
 def _emlearn_header(name: str) -> str:
-    import emlearn
-
-    text = (Path(emlearn.__file__).parent / name).read_text(encoding="utf-8")
+    emlearn = _emlearn()
+    text = (Path(emlearn.includedir) / name).read_text(encoding="utf-8")
     text = re.sub(r"#include <(eml_\w+\.h)>", r'#include "\1"', text)
     return f"/* {name} from emlearn {getattr(emlearn, '__version__', '')} (MIT licence, https://github.com/emlearn/emlearn) */\n" + text
 

@@ -81,7 +81,8 @@ def write_bundle(
     try:
         for name, write in writers.items():
             write(tmp / name)
-        files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        # every file, sub-folders included (c/model.c): names are POSIX paths relative to the bundle
+        files = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
         full = {"schema": BUNDLE_SCHEMA, **manifest, "files": files}
         (tmp / "manifest.json").write_text(json.dumps(full, indent=2, sort_keys=False) + "\n", encoding="utf-8")
         if out_dir.exists():
