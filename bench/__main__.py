@@ -19,6 +19,7 @@ SUITES = {
     "compress": "bench.compress_tradeoff",
     "throughput": "bench.throughput",
     "adaptation": "bench.adaptation",
+    "targets": "bench.targets",
 }
 
 

@@ -135,7 +135,7 @@ class TensorRTBackend:
         self.context.set_input_shape(self.input_name, tuple(x.shape))
         h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
         _check(cudart.cudaMemcpyAsync(self._dev[self.input_name], x.ctypes.data, x.nbytes, h2d, self._stream))
-        if not self.context.execute_async_v3(self._stream):
+        if not self.context.execute_async_v3(int(self._stream)):  # the raw cudaStream_t handle
             raise RuntimeError("TensorRT execute_async_v3 failed")
         outs = []
         for n in names:
