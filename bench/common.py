@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from edgebm.atomic import atomic_write, atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 if str(ROOT) not in sys.path:
@@ -54,20 +56,13 @@ def _versions() -> str:
 
 
 def write_text(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temp file and rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    """Write ``text`` to ``path`` atomically (:mod:`edgebm.atomic`)."""
+    return atomic_write_text(path, text)
 
 
 def save_fig(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    tmp.replace(path)
-    return path
+    """Save a matplotlib figure as PNG at ``path`` atomically."""
+    return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
 
 
 def md_table(columns: list[str], rows: list[list[object]]) -> list[str]:

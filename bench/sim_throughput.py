@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import cpu_name as _cpu_name  # noqa: E402
+from edgebm.atomic import atomic_write_text  # noqa: E402
 from edgebm.sim import ScenarioConfig, simulate  # noqa: E402
 
 ROWS = [
@@ -79,10 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     md = table(run(a.samples, a.repeats), a.samples, a.repeats, argv)
     print(md, end="")
     if a.out is not None:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = a.out.with_name(a.out.name + ".tmp")
-        tmp.write_text(md)
-        os.replace(tmp, a.out)
+        atomic_write_text(a.out, md)
     return 0
 
 

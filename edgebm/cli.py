@@ -1,25 +1,113 @@
 """The ``edgebm`` command.
 
-Exit codes: 0 success, 2 bad input (bad profile, dataset, bundle, arguments), 3 over budget
-(``export`` with nothing fitting, ``check`` failing the gate), 130 interrupted.
+Exit codes (declared in :mod:`edgebm.errors`): 0 success, 2 bad input (bad profile, dataset, bundle,
+argument: one line on stderr, nothing written), 3 over budget (``export`` with nothing fitting,
+``check`` failing the gate), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). Cheap checks run
+first: arguments, profile, output folder, keys, dataset size — then the expensive work.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import signal
 import sys
+import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-EXIT_OK, EXIT_BAD_INPUT, EXIT_OVER_BUDGET, EXIT_INTERRUPTED = 0, 2, 3, 130
-
-
-from .errors import EdgebmError
+from .errors import (EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_OVER_BUDGET, EXIT_TERMINATED, ConfigError,
+                     EdgebmError)
 
 
 class CliError(EdgebmError):
     """A bad argument: printed as one line, exit 2."""
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so ``finally`` blocks and temp-file cleanups run (like KeyboardInterrupt)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument as one line (no usage block) and lets ``main`` return 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise CliError(f"{message} (see {self.prog} --help)")
+
+
+def _int_arg(lo: int, hi: int | None = None) -> Callable[[str], int]:
+    """argparse type: an integer in [lo, hi]."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if v < lo or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f"must be an integer {'>= ' + str(lo) if hi is None else f'in [{lo}, {hi}]'}, got {text!r}")
+        return v
+
+    return parse
+
+
+def _float_arg(lo: float, hi: float = math.inf, lo_open: bool = True) -> Callable[[str], float]:
+    """argparse type: a finite number in (lo, hi] (or [lo, hi] with ``lo_open=False``); refuses nan and inf."""
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+        ok = math.isfinite(v) and (v > lo if lo_open else v >= lo) and v <= hi
+        if not ok:
+            bound = (f"{'>' if lo_open else '>='} {lo:g}" if not math.isfinite(hi)
+                     else f"in {'(' if lo_open else '['}{lo:g}, {hi:g}]")
+            raise argparse.ArgumentTypeError(f"must be a finite number {bound}, got {text!r}")
+        return v
+
+    return parse
+
+
+_SEED = _int_arg(0, 2**32 - 1)
+#: files `edgebm train` writes into a run folder (an existing folder holding only these may be rewritten)
+RUN_FILES = frozenset({"model.pt", "model.pkl", "config.json", "metrics.json", "history.json"})
+
+
+def _is_run_folder(path: Path) -> bool:
+    names = {p.name for p in path.iterdir()}
+    return "config.json" in names and names <= RUN_FILES and all(p.is_file() for p in path.iterdir())
+
+
+def _is_report_folder(path: Path) -> bool:
+    """A previous ``edgebm emulate`` report: kpis.json plus Markdown/JSON/PNG files, no sub-folders."""
+    entries = list(path.iterdir())
+    return (path / "kpis.json").is_file() and all(p.is_file() and p.suffix in (".json", ".md", ".png") for p in entries)
+
+
+def _split_sizes(n_units: int) -> tuple[int, int, int]:
+    """(train, val, test) sizes of the 0.8 / 0.1 / 0.1 split of ``n_units`` samples or trajectories (as BeamDataset.split)."""
+    import numpy as np
+
+    b = np.round(np.cumsum((0.0, 0.8, 0.1, 0.1)) * n_units).astype(int)  # the bounds BeamDataset.split computes
+    return int(b[1] - b[0]), int(b[2] - b[1]), int(b[3] - b[2])
+
+
+def _check_split(n_units: int, arg: str, minimum: tuple[int, int, int], unit: str = "samples") -> None:
+    sizes = _split_sizes(n_units)
+    if any(s < m for s, m in zip(sizes, minimum)):
+        need = next(n for n in range(n_units, 100_000) if all(s >= m for s, m in zip(_split_sizes(n), minimum)))
+        raise ConfigError(arg, f"{n_units} {unit} split 80/10/10 into train/val/test {sizes[0]}/{sizes[1]}/{sizes[2]}",
+                          f"give at least {need} {unit} (at least {minimum[0]}/{minimum[1]}/{minimum[2]})")
+
+
+def _units(ds: Any) -> tuple[int, str]:
+    traj = ds.arrays.get("traj_id")
+    if traj is not None:
+        import numpy as np
+
+        return int(len(np.unique(traj))), "trajectories"
+    return len(ds), "samples"
 
 
 def _array_shape(text: str) -> tuple[int, int]:
@@ -233,27 +321,49 @@ def _candidates_table(cands, title: str):
 
 def cmd_export(a: argparse.Namespace) -> int:
     from .data import load_dataset
-    from .pipeline import NothingFitsError, candidate_specs, export_for_profile
+    from .deploy.bundle import bundle_out_dir, sign_bundle
+    from .pipeline import EXPORTABLE, NothingFitsError, candidate_specs, export_for_profile
     from .profiles import load_profile
     from .train import TrainConfig
 
     prof = load_profile(a.profile)
     families = [f.strip() for f in a.families.split(",")] if a.families else None
     try:
-        candidate_specs(prof, families)
+        specs = candidate_specs(prof, families)
     except ValueError as e:
         raise CliError(f"--families: {e}") from None
+    if not specs:
+        raise ConfigError(
+            "models.families" if families is None else "--families",
+            f"{', '.join(families or prof.models.families)}: no family export can build",
+            f"allow at least one of {', '.join(EXPORTABLE)} in [models] families", where=prof.source,
+        )
+    # cheap checks before any simulation or training: output folder, signing key, data size
+    out = bundle_out_dir(a.out, prof.name, arg="--out")
+    sign_key = None
+    if a.sign_key:
+        from .runtime.signing import load_private_key
+
+        sign_key = load_private_key(a.sign_key, arg="--sign-key")
     data = load_dataset(a.data) if a.data is not None else None  # validate before any progress output
+    if data is not None:
+        n, unit = _units(data)
+        _check_split(n, "--data", (2, 2, 2), unit)
+    else:
+        _check_split(a.samples, "--samples", (2, 2, 2))
     cfg = TrainConfig(seed=a.seed, epochs=a.epochs, soft_weight=0.2) if a.epochs else None
     con = _console(False)
     try:
         with _RichProgress() as prog:
-            res = export_for_profile(prof, data, a.out, seed=a.seed, n_samples=a.samples, train_cfg=cfg, families=families,
+            res = export_for_profile(prof, data, out, seed=a.seed, n_samples=a.samples, train_cfg=cfg, families=families,
                                      force=a.force, progress=prog)
     except NothingFitsError as e:
         con.print(_candidates_table(e.candidates, f"candidates for {prof.name}: none fits"))
         print(f"edgebm: over budget: {e}; no bundle written (use --force to write the most accurate one anyway)", file=sys.stderr)
         return EXIT_OVER_BUDGET
+    if sign_key is not None:
+        signed = sign_bundle(res.bundle_dir, sign_key)
+        con.print(f"signed with key {signed.signature['key_id']} (ed25519)")  # type: ignore[index]
     m = res.metrics
     con.print(_candidates_table(res.candidates, f"candidates for {prof.name}"))
     con.print(_budget_table(res.report, f"budget: {res.chosen.name} for {prof.name}"))
@@ -277,6 +387,8 @@ def cmd_check(a: argparse.Namespace) -> int:
     from .profiles import load_profile
 
     prof = load_profile(a.profile)
+    if not Path(a.model).is_file():
+        raise ConfigError("model", f"{a.model}: no such file", "give the path of an .onnx model")
     stats = analyze_onnx(a.model)
     shape = stats.inputs[0]["shape"]
     dims = [d if isinstance(d, int) else 1 for d in shape]
@@ -310,14 +422,20 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
 def cmd_train(a: argparse.Namespace) -> int:
     import time
 
-    from .data import atomic_write, load_dataset
+    from .atomic import atomic_write
+    from .data import load_dataset
     from .metrics import summarize
     from .models.estimator import ALL_FAMILIES, ModelError, load_model, make_model
     from .train import TrainConfig
 
+    from .outputs import check_output_folder
+
     if a.model not in ALL_FAMILIES:
         raise CliError(f"--model {a.model!r}: unknown family (known: {', '.join(ALL_FAMILIES)})")
+    check_output_folder(a.out, "--out", _is_run_folder, "run folder")  # before loading data or training
     ds = load_dataset(a.data)
+    n, unit = _units(ds)
+    _check_split(n, "--data", (2, 1, 1), unit)
     try:
         cfg = TrainConfig(epochs=a.epochs, seed=a.seed, soft_weight=a.soft_labels, soft_temperature=a.temperature,
                           hard_loss=a.loss, lr=a.lr, batch_size=a.batch_size, patience=a.patience)
@@ -405,20 +523,39 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- emulate
+#: EmulatorConfig field -> the emulate option that sets it (errors name the option the user typed)
+_EMULATE_FLAGS = {"n_ues": "--ues", "duration_s": "--duration", "ssb_period_ms": "--ssb-period", "k_refine": "--k",
+                  "confidence": "--confidence", "drop_db": "--drop-db", "full_sweep_every": "--full-sweep-every",
+                  "max_labels": "--max-labels", "shifts": "--shift", "seed": "--seed"}
+
+
 def cmd_emulate(a: argparse.Namespace) -> int:
     from .emulator import EmulatorConfig, EmulatorError, parse_shift, run_emulator, write_report
+    from .outputs import check_output_folder
+    from .runtime import read_manifest
 
     try:
         shifts = tuple(parse_shift(s, default_at_s=a.duration / 2) for s in a.shift)
         cfg = EmulatorConfig(n_ues=a.ues, duration_s=a.duration, ssb_period_ms=a.ssb_period, k_refine=a.k, confidence=a.confidence,
                              drop_db=a.drop_db, full_sweep_every=a.full_sweep_every, adapt=not a.no_adapt, shifts=shifts, seed=a.seed,
                              max_labels=a.max_labels)
-    except EmulatorError as e:
-        raise CliError(str(e)) from None
+    except ConfigError as e:
+        raise ConfigError(_EMULATE_FLAGS.get(e.field, e.field), e.problem, e.fix) from None
     out = Path(a.out) if a.out else Path("runs") / "emulate" / Path(a.bundle).name
+    check_output_folder(out, "--out", _is_report_folder, "emulator report")
+    keys = None
+    if a.trusted_key:
+        from .runtime.signing import load_public_key
+
+        keys = [load_public_key(k, arg="--trusted-key") for k in a.trusted_key]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the Predictor in run_emulator reports unlisted files once
+        man = read_manifest(a.bundle, trusted_keys=keys)  # cheap: refuse a bad bundle before simulating anything
+    if cfg.k_refine > man.n_beams_a:
+        raise ConfigError("--k", f"{cfg.k_refine} beams to refine, the bundle predicts only {man.n_beams_a}", f"give --k in [1, {man.n_beams_a}]")
     with _RichProgress() as prog:
         try:
-            res = run_emulator(a.bundle, cfg, progress=prog)
+            res = run_emulator(a.bundle, cfg, progress=prog, trusted_keys=keys)
         except EmulatorError as e:
             raise CliError(str(e)) from None
     k = write_report(res, out)
@@ -441,6 +578,46 @@ def cmd_emulate(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- keys and signatures
+def cmd_keygen(a: argparse.Namespace) -> int:
+    from .runtime.signing import generate_keypair, key_id, load_public_key
+
+    priv, pub = generate_keypair(a.out, arg="--out")
+    print(f"wrote private key {priv} (mode 0600: keep it secret) and public key {pub} "
+          f"(key id {key_id(load_public_key(pub))}; give it to the UEs as --trusted-key)")
+    return EXIT_OK
+
+
+def cmd_sign(a: argparse.Namespace) -> int:
+    from .runtime import sign_bundle
+    from .runtime.signing import load_private_key
+
+    key = load_private_key(a.key, arg="--key")
+    man = sign_bundle(a.bundle, key)
+    print(f"signed {a.bundle} (bundle_digest {man.bundle_digest}) with key {man.signature['key_id']}")  # type: ignore[index]
+    return EXIT_OK
+
+
+def cmd_verify(a: argparse.Namespace) -> int:
+    from .runtime import Predictor
+    from .runtime.signing import load_public_key
+
+    keys = [load_public_key(k, arg="--trusted-key") for k in a.trusted_key] or None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # extra files are listed below
+        # everything the runtime would check: manifest, digest, signature, hashes, model, head, codebook
+        pred = Predictor(a.bundle, trusted_keys=keys, allow_failed=True)
+        _ = pred.codebook
+    b, m = pred.bundle, pred.manifest
+    sig = m.signature["key_id"] if m.signature else None
+    print(f"OK {a.bundle}: {m.family} for {m.profile}, verdict {m.verdict}, {len(m.files)} files verified, "
+          f"bundle_digest {m.bundle_digest}; "
+          + (f"signature by {b.signed_by} verified" if b.signed_by else (f"signed by {sig} (not checked: no --trusted-key)" if sig else "unsigned")))
+    if b.extra_files:
+        print(f"not part of the bundle (ignored by the runtime): {', '.join(b.extra_files)}")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- bench
 def cmd_bench(a: argparse.Namespace) -> int:
     root = Path(__file__).resolve().parents[1]
@@ -457,7 +634,7 @@ def cmd_bench(a: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    p = argparse.ArgumentParser(prog="edgebm", description="Beam prediction for UEs: train, compress, export per device profile, gate, emulate.")
+    p = _Parser(prog="edgebm", description="Beam prediction for UEs: train, compress, export per device profile, gate, emulate.")
     p.add_argument("--version", action="version", version=f"edgebm {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -518,25 +695,27 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--profile", required=True, help="profile name or path to a .toml")
     e.add_argument("--data", default=None, help="BeamDataset .npz (default: simulate the embedded default scenario)")
     e.add_argument("--out", default=None, help="bundle folder (default export/<profile>)")
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--samples", type=int, default=20000, help="samples to simulate when --data is not given")
-    e.add_argument("--epochs", type=int, default=None, help="training epochs for every neural family (default: per family)")
+    e.add_argument("--seed", type=_SEED, default=0)
+    e.add_argument("--samples", type=_int_arg(1), default=20000, help="samples to simulate when --data is not given")
+    e.add_argument("--epochs", type=_int_arg(1), default=None, help="training epochs for every neural family (default: per family)")
     e.add_argument("--families", default=None, help="comma-separated subset of the profile's families to try")
     e.add_argument("--force", action="store_true", help="write the most accurate candidate even if none passes (manifest says so)")
+    e.add_argument("--sign-key", default=None, metavar="KEY.pem", help="sign the bundle with this ed25519 private key (edgebm keygen; extra: edgebm[sign])")
     e.set_defaults(func=cmd_export)
 
     tr = sub.add_parser("train", help="train one model family on a dataset into a run folder")
     tr.add_argument("--data", required=True, help="BeamDataset .npz")
     tr.add_argument("--model", required=True, help="family: mlp, dscnn, teacher, teacher_pos, gru, svm_linear, svm_rbf, tree, gbt, sgd")
     tr.add_argument("--out", required=True, help="run folder to write")
-    tr.add_argument("--epochs", type=int, default=40)
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--lr", type=float, default=2e-3)
-    tr.add_argument("--batch-size", type=int, default=256)
-    tr.add_argument("--patience", type=int, default=8, help="early-stopping patience, epochs")
+    tr.add_argument("--epochs", type=_int_arg(1), default=40)
+    tr.add_argument("--seed", type=_SEED, default=0)
+    tr.add_argument("--lr", type=_float_arg(0.0), default=2e-3)
+    tr.add_argument("--batch-size", type=_int_arg(1), default=256)
+    tr.add_argument("--patience", type=_int_arg(1), default=8, help="early-stopping patience, epochs")
     tr.add_argument("--loss", choices=("ce", "focal"), default="ce", help="hard-label loss")
-    tr.add_argument("--soft-labels", type=float, default=0.0, metavar="LAMBDA", help="weight of beam-power soft labels (seed 003 eq. 9), 0..0.5")
-    tr.add_argument("--temperature", type=float, default=2.0, help="soft-label temperature T")
+    tr.add_argument("--soft-labels", type=_float_arg(0.0, 0.5, lo_open=False), default=0.0, metavar="LAMBDA",
+                    help="weight of beam-power soft labels (seed 003 eq. 9), 0..0.5")
+    tr.add_argument("--temperature", type=_float_arg(0.0), default=2.0, help="soft-label temperature T")
     tr.add_argument("--distil-from", default=None, metavar="RUN", help="teacher run folder for knowledge distillation")
     tr.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="model hyper-parameter (repeatable)")
     tr.set_defaults(func=cmd_train)
@@ -545,26 +724,29 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("source", help="run folder (edgebm train) or bundle folder (edgebm export)")
     ev.add_argument("--data", required=True, help="BeamDataset .npz to evaluate on")
     ev.add_argument("--train-data", default=None, help="training dataset for the nearest-position baseline")
-    ev.add_argument("--cycle-ms", type=float, default=20.0, help="beam cycle for effective SE after overhead (default 20)")
+    ev.add_argument("--cycle-ms", type=_float_arg(0.0), default=20.0, help="beam cycle for effective SE after overhead (default 20)")
     ev.add_argument("--split", choices=("all", "test"), default="all", help="evaluate on all rows or on the held-out test split of train/export")
-    ev.add_argument("--seed", type=int, default=0, help="split seed (as given to train/export) and seed of the baselines' measurement noise")
+    ev.add_argument("--seed", type=_SEED, default=0, help="split seed (as given to train/export) and seed of the baselines' measurement noise")
     ev.add_argument("--json", action="store_true", help="machine-readable output")
     ev.set_defaults(func=cmd_evaluate)
 
     em = sub.add_parser("emulate", help="run a bundle in the UE emulator over simulated trajectories")
     em.add_argument("bundle", help="bundle folder (edgebm export)")
-    em.add_argument("--ues", type=int, default=16, help="UEs (default 16)")
-    em.add_argument("--duration", type=float, default=10.0, help="seconds of simulated time (default 10)")
-    em.add_argument("--ssb-period", type=float, default=None, help="SSB period, ms: 5, 10, 20, 40, 80 or 160 (default: the profile's)")
-    em.add_argument("--k", type=int, default=3, help="narrow beams measured after prediction (default 3)")
-    em.add_argument("--confidence", type=float, default=0.2, help="top-1 probability below which the UE falls back to hierarchical search")
-    em.add_argument("--drop-db", type=float, default=6.0, help="serving-beam RSRP drop that triggers fallback, dB")
-    em.add_argument("--full-sweep-every", type=int, default=25, help="cycles between full sweeps per UE (labels); 0 = never")
-    em.add_argument("--max-labels", type=int, default=200, help="labelled samples used for adaptation after each shift")
+    em.add_argument("--ues", type=_int_arg(1), default=16, help="UEs (default 16)")
+    em.add_argument("--duration", type=_float_arg(0.0), default=10.0, help="seconds of simulated time (default 10)")
+    em.add_argument("--ssb-period", type=_float_arg(0.0), default=None, help="SSB period, ms: 5, 10, 20, 40, 80 or 160 (default: the profile's)")
+    em.add_argument("--k", type=_int_arg(1), default=3, help="narrow beams measured after prediction (default 3)")
+    em.add_argument("--confidence", type=_float_arg(0.0, 1.0, lo_open=False), default=0.2,
+                    help="top-1 probability below which the UE falls back to hierarchical search")
+    em.add_argument("--drop-db", type=_float_arg(0.0, lo_open=False), default=6.0, help="serving-beam RSRP drop that triggers fallback, dB")
+    em.add_argument("--full-sweep-every", type=_int_arg(0), default=25, help="cycles between full sweeps per UE (labels); 0 = never")
+    em.add_argument("--max-labels", type=_int_arg(0), default=200, help="labelled samples used for adaptation after each shift")
     em.add_argument("--shift", action="append", default=[], metavar="KIND:VALUE[@S]", help="domain shift: array:8x8, codebook:random64, city:city2 (repeatable; default at half time)")
     em.add_argument("--no-adapt", action="store_true", help="disable the on-device head update")
-    em.add_argument("--seed", type=int, default=0)
+    em.add_argument("--seed", type=_SEED, default=0)
     em.add_argument("--out", default=None, help="report folder (default runs/emulate/<bundle>)")
+    em.add_argument("--trusted-key", action="append", default=[], metavar="KEY.pub.pem",
+                    help="refuse the bundle unless it is signed by this ed25519 public key (repeatable; extra: edgebm[sign])")
     em.set_defaults(func=cmd_emulate)
 
     b = sub.add_parser("bench", help="run a benchmark suite (writes bench/results/)")
@@ -575,25 +757,63 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="run the budget gate on any ONNX file")
     c.add_argument("model", help="model .onnx")
     c.add_argument("--profile", required=True)
-    c.add_argument("--runs", type=int, default=500, help="timed single-sample runs (default 500)")
+    c.add_argument("--runs", type=_int_arg(1, 1_000_000), default=500, help="timed single-sample runs (default 500)")
     c.set_defaults(func=cmd_check)
+
+    kg = sub.add_parser("keygen", help="make an ed25519 key pair for signing bundles (extra: edgebm[sign])")
+    kg.add_argument("--out", required=True, metavar="KEY.pem", help="private key file to create; the public key goes to KEY.pub.pem")
+    kg.set_defaults(func=cmd_keygen)
+    sg = sub.add_parser("sign", help="sign an existing bundle with an ed25519 private key (extra: edgebm[sign])")
+    sg.add_argument("bundle", help="bundle folder")
+    sg.add_argument("--key", required=True, metavar="KEY.pem", help="private key (edgebm keygen)")
+    sg.set_defaults(func=cmd_sign)
+    vf = sub.add_parser("verify", help="check a bundle's manifest, digest, file hashes and (with --trusted-key) signature")
+    vf.add_argument("bundle", help="bundle folder")
+    vf.add_argument("--trusted-key", action="append", default=[], metavar="KEY.pub.pem", help="public key the bundle must be signed by (repeatable)")
+    vf.set_defaults(func=cmd_verify)
     return p
 
 
+def _one_line(text: Any) -> str:
+    return " ".join(str(text).split("\n")).strip()
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Terminated()
+
+
+def _show_warning(message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+    print(f"edgebm: warning: {_one_line(message)}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run the ``edgebm`` command; returns the exit code (see the module docstring)."""
+    import threading
+
+    in_main = threading.current_thread() is threading.main_thread()
+    old_term = signal.signal(signal.SIGTERM, _on_sigterm) if in_main else None
+    old_show = warnings.showwarning
+    warnings.showwarning = _show_warning  # warnings a user should see, as one line each
     try:
+        args = build_parser().parse_args(argv)
         return int(args.func(args))
     except EdgebmError as e:
-        print(f"edgebm: error: {e}", file=sys.stderr)
+        print(f"edgebm: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (FileNotFoundError, PermissionError, IsADirectoryError) as e:
-        print(f"edgebm: error: {e.filename or ''}: {e.strerror}", file=sys.stderr)
+    except OSError as e:  # missing, unreadable or unwritable files; disk full
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"edgebm: error: {where}{e.strerror or _one_line(e)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("edgebm: interrupted; nothing half-written was left behind", file=sys.stderr)
+        print("edgebm: interrupted; temp files removed, nothing half-written left behind", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except _Terminated:
+        print("edgebm: terminated (SIGTERM); temp files removed, nothing half-written left behind", file=sys.stderr)
+        return EXIT_TERMINATED
+    finally:
+        warnings.showwarning = old_show
+        if in_main:
+            signal.signal(signal.SIGTERM, old_term if old_term is not None else signal.SIG_DFL)
 
 
 if __name__ == "__main__":

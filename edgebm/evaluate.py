@@ -30,7 +30,7 @@ def scores_from(source: str | Path | Any, ds: BeamDataset) -> tuple[str, np.ndar
         from .runtime import Predictor
 
         pred = Predictor(path, allow_failed=True)
-        return f"{pred.manifest['family']} (bundle)", pred.decision_scores(ds.rsrp_b)
+        return f"{pred.manifest.family} (bundle)", pred.decision_scores(ds.rsrp_b)
     from .models.estimator import load_model
 
     model = load_model(path)

@@ -11,7 +11,6 @@ only sequences them, keeps the candidate table and reports progress.
 from __future__ import annotations
 
 import platform
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,9 @@ from . import __version__
 from .budget import BudgetReport, run_gate, thop_flops
 from .budget.latency import ort_session
 from .data import BeamDataset, load_dataset
+from .atomic import ScratchDir
 from .deploy import check_parity, export_onnx, write_bundle
+from .deploy.bundle import bundle_out_dir
 from .deploy.onnx_export import INPUT_NAME, OUTPUT_NAMES
 from .deploy.targets import check_targets, target_writers
 from .metrics import summarize
@@ -181,7 +182,7 @@ def export_for_profile(
     from .models.estimator import TorchBeamModel, make_model
 
     prof = profile if isinstance(profile, DeviceProfile) else load_profile(profile)
-    out = Path(out_dir) if out_dir is not None else Path("export") / prof.name
+    out = bundle_out_dir(out_dir, prof.name)  # refuses a non-bundle folder, '.', a read-only place: before any training
     specs = candidate_specs(prof, families)
     if not specs:
         raise ValueError(f"profile '{prof.name}' allows no exportable family (exportable: {', '.join(EXPORTABLE)})")
@@ -202,7 +203,7 @@ def export_for_profile(
 
     cands: list[Candidate] = []
     fitted: dict[str, Any] = {}
-    tmpd = tempfile.TemporaryDirectory(prefix="edgebm-export-")
+    tmpd = ScratchDir("edgebm-export")  # /tmp/edgebm-export-<pid>-*: leftovers of killed runs are removed
     tmp = Path(tmpd.name)
     try:
         for i, (stem, fam, params) in enumerate(specs):

@@ -11,16 +11,27 @@ GFLOP/s, ``_gbs`` GB/s, ``max_mflops`` MFLOPs per inference (1 multiply-add = 2 
 
 from __future__ import annotations
 
-import tomllib
+import math
+import re
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import ProfileError
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, published as tomli (declared in pyproject for < 3.11)
+    import tomli as tomllib
+
+from .errors import ProfileError, ProfileKeyError
 
 __all__ = [
     "DeviceProfile",
     "ProfileError",
+    "ProfileKeyError",
+    "SSB_PERIODS_MS",
+    "NAME_PATTERN",
+    "check_profile_name",
     "PRECISIONS",
     "BACKENDS",
     "ACCELERATORS",
@@ -32,6 +43,10 @@ __all__ = [
 ]
 
 PRECISIONS = ("fp32", "fp16", "int8")
+#: SSB burst periods 3GPP allows (TS 38.331 ssb-periodicityServingCell), ms; the emulator imports these
+SSB_PERIODS_MS = (5, 10, 20, 40, 80, 160)
+#: a profile name is an identifier, never a path: it names the default bundle folder ``export/<name>``
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 #: onnxruntime (CPU), tensorrt (NVIDIA GPU engine), c (portable C99 compiled for a microcontroller, no runtime)
 BACKENDS = ("onnxruntime", "tensorrt", "c")
 #: phone NPU/DSP paths that onnxruntime mobile reaches through an execution provider
@@ -128,7 +143,28 @@ class DeviceProfile:
         return d
 
 
+def check_profile_name(name: Any, field: str = "name", where: str = "") -> str:
+    """Return ``name`` if it is a valid profile identifier (``^[a-z][a-z0-9_-]{0,63}$``), else raise
+    :class:`ProfileKeyError`. Profile names become folder names (``export/<name>``): never a path."""
+    if isinstance(name, str) and NAME_PATTERN.match(name):
+        return name
+    raise ProfileKeyError(
+        field, f"{name!r} is not a profile name",
+        "use 1-64 characters: a lower-case letter, then lower-case letters, digits, '_' or '-' (no '/', '.', spaces)",
+        where=where,
+    )
+
+
+def _name(v: str) -> str | None:
+    return None if NAME_PATTERN.match(v) else (
+        f"{v!r} is not a profile name; use 1-64 characters: a lower-case letter, then lower-case letters, digits, '_' or '-' "
+        "(it names the bundle folder export/<name>: no '/', '.' or spaces)")
+
+
 def _positive(v: float) -> str | None:
+    # TOML has inf and nan: a limit of inf would make every gate line pass
+    if not math.isfinite(v):
+        return f"must be a finite number > 0, got {v}"
     return None if v > 0 else "must be > 0"
 
 
@@ -136,9 +172,9 @@ def _percent(v: float) -> str | None:
     return None if 0 < v <= 100 else "must be a percentage in (0, 100]"
 
 
-def _choice(options: tuple[str, ...]) -> Callable[[Any], str | None]:
+def _choice(options: tuple[Any, ...]) -> Callable[[Any], str | None]:
     def check(v: Any) -> str | None:
-        return None if v in options else f"must be one of {', '.join(options)}"
+        return None if v in options else f"must be one of {', '.join(str(o) for o in options)}, got {v!r}"
 
     return check
 
@@ -157,13 +193,13 @@ _NUM = (int, float)
 # section -> key -> (python types, required, extra check)
 SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], bool, Callable[[Any], str | None] | None]]] = {
     "": {
-        "name": ((str,), True, None),
+        "name": ((str,), True, _name),
         "description": ((str,), True, None),
     },
     "timing": {
         "beam_cycle_ms": (_NUM, True, _positive),
         "inference_budget_ms": (_NUM, True, _positive),
-        "ssb_period_ms": (_NUM, True, _choice((5, 10, 20, 40, 80, 160))),  # type: ignore[arg-type]
+        "ssb_period_ms": (_NUM, True, _choice(SSB_PERIODS_MS)),
     },
     "compute": {
         "backend": ((str,), True, _choice(BACKENDS)),
@@ -210,11 +246,13 @@ def _type_name(types: tuple[type, ...]) -> str:
 def parse_profile(data: dict[str, Any], source: str = "<profile>") -> DeviceProfile:
     """Validate a parsed TOML dict and build a :class:`DeviceProfile`.
 
-    Raises :class:`ProfileError` naming ``source`` and the dotted key at fault.
+    Raises :class:`ProfileKeyError` (a :class:`ProfileError` and a :class:`ConfigError`) naming ``source``
+    and the dotted key at fault.
     """
 
-    def fail(key: str, why: str) -> ProfileError:
-        return ProfileError(f"{source}: key '{key}': {why}")
+    def fail(key: str, why: str) -> ProfileKeyError:
+        problem, _, fix = why.partition("; ")
+        return ProfileKeyError(key, problem, fix, where=source)
 
     top_keys = set(SCHEMA[""]) | (set(SCHEMA) - {""})
     for key in data:
@@ -292,6 +330,11 @@ def load_profile(name_or_path: str | Path) -> DeviceProfile:
     """Load a shipped profile by name (``smartphone``) or any TOML file by path."""
     path = Path(name_or_path)
     if path.suffix != ".toml":
+        if not NAME_PATTERN.match(str(name_or_path)):  # a name is looked up in the profile folders: never a path
+            raise ProfileError(
+                f"unknown profile {str(name_or_path)!r}: give a shipped profile name ({', '.join(list_profiles())}) "
+                "or a path to a .toml file"
+            )
         for d in profile_dirs():
             if (d / f"{name_or_path}.toml").is_file():
                 path = d / f"{name_or_path}.toml"
@@ -309,6 +352,9 @@ def load_profile(name_or_path: str | Path) -> DeviceProfile:
     except (OSError, UnicodeDecodeError) as e:
         raise ProfileError(f"{path}: cannot read: {e}") from None
     profile = parse_profile(data, source=str(path))
-    if path.parent in profile_dirs() and profile.name != path.stem:
-        raise ProfileError(f"{path}: key 'name': {profile.name!r} must match the file name {path.stem!r}")
+    if profile.name != path.stem:
+        raise ProfileKeyError(
+            "name", f"{profile.name!r} does not match the file name {path.name!r}",
+            f"set name = {path.stem!r} or rename the file to {profile.name}.toml", where=str(path),
+        )
     return profile

@@ -1,10 +1,9 @@
-import tomllib
 from pathlib import Path
 
 import pytest
 
 from edgebm.cli import main
-from edgebm.profiles import ProfileError, list_profiles, load_profile, parse_profile
+from edgebm.profiles import ProfileError, list_profiles, load_profile, parse_profile, tomllib  # tomli on Python 3.10
 
 SHIPPED = ("smartphone", "vehicle", "iot", "fwa")
 

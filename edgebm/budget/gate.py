@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import EXIT_BAD_INPUT, EXIT_OVER_BUDGET  # exit codes are declared once, in errors.py
+from ..errors import EXIT_OK as EXIT_PASS
 from ..profiles import DeviceProfile
 from .graph import GraphStats, analyze_onnx
 from .latency import LatencyStats, host_threads, measure_onnx_latency
@@ -16,7 +18,6 @@ __all__ = ["BudgetLine", "BudgetReport", "run_gate", "thop_flops", "FLOPS_TOLERA
 
 #: thop (torch) and the ONNX counter must agree within this relative tolerance
 FLOPS_TOLERANCE = 0.15
-EXIT_PASS, EXIT_BAD_INPUT, EXIT_OVER_BUDGET = 0, 2, 3
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,6 @@ those with int8 dynamic quantisation or distillation into a narrower model inste
 from __future__ import annotations
 
 import copy
-import tempfile
 import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -37,6 +36,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from ..atomic import ScratchDir
 from ..budget.gate import thop_flops
 from ..budget.graph import analyze_onnx
 from ..deploy.onnx_export import check_parity, export_onnx
@@ -218,7 +218,7 @@ def prune_structured(
     params_before = count_params(m)
     flops_before = thop_flops(m, x)
     top1_before = float(eval_fn(m)) if eval_fn is not None else None
-    with tempfile.TemporaryDirectory(prefix="edgebm.prune.") as tmp:
+    with ScratchDir("edgebm-prune") as tmp:
         onnx_flops_before, onnx_params_before = _onnx_stats(m, x, Path(tmp) / "before.onnx")
 
         with warnings.catch_warnings():

@@ -40,8 +40,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -52,6 +50,7 @@ import onnx
 
 from onnxruntime.quantization import CalibrationDataReader
 
+from ..atomic import ScratchDir, atomic_path
 from ..budget.graph import analyze_onnx
 
 __all__ = [
@@ -183,10 +182,8 @@ def _quiet():
 
 
 def _atomic_save(model: onnx.ModelProto, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    onnx.save_model(model, str(tmp), save_as_external_data=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        onnx.save_model(model, str(tmp), save_as_external_data=False)
 
 
 def _preprocess(src: Path, dst: Path, notes: list[str]) -> None:
@@ -380,7 +377,7 @@ def quantize_onnx(
 
     notes: list[str] = []
     before = analyze_onnx(fp32_path)
-    with tempfile.TemporaryDirectory(prefix="edgebm.quant.") as tmp:
+    with ScratchDir("edgebm-quant") as tmp:
         work = Path(tmp)
         if mode == "fp16":  # no int8 pre-processing: convert the exported graph as is
             pre = work / "pre.onnx"

@@ -8,8 +8,6 @@ dtypes, NaNs and metadata and raises :class:`DatasetError` naming the field at f
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_write
 from ..errors import DatasetError
 
 __all__ = ["BeamDataset", "DatasetError", "FIELDS", "SCHEMA_VERSION", "save_dataset", "load_dataset", "atomic_write"]
@@ -157,24 +156,6 @@ def validate(arrays: dict[str, np.ndarray], codebooks: dict[str, np.ndarray], me
             raise DatasetError(f"{source}: field 'meta.{key}': missing")
     if int(meta["set_a"]) != dims["A"] or int(meta["set_b"]) != dims["B"]:
         raise DatasetError(f"{source}: field 'meta.set_a': metadata says {meta['set_a']}->{meta['set_b']}, arrays are {dims}")
-
-
-def atomic_write(path: str | Path, write: Any, suffix: str = "") -> Path:
-    """Call ``write(fileobj)`` on a temp file next to ``path`` then rename it into place.
-
-    An interrupted write never leaves a half-written ``path`` behind.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def save_dataset(ds: BeamDataset, path: str | Path) -> Path:

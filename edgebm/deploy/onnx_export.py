@@ -14,6 +14,7 @@ import onnx
 import torch
 from torch import nn
 
+from ..atomic import atomic_path
 from ..errors import ExportError
 
 __all__ = ["ExportError", "ParityReport", "LogitsAndFeatures", "export_onnx", "check_parity", "INPUT_NAME", "OUTPUT_NAMES"]
@@ -80,10 +81,8 @@ def export_onnx(model: nn.Module, sample: np.ndarray, path: str | Path, with_fea
         onnx_log.setLevel(level)
     proto = program.model_proto
     onnx.checker.check_model(proto)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    onnx.save_model(proto, str(tmp), save_as_external_data=False)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        onnx.save_model(proto, str(tmp), save_as_external_data=False)
     return path
 
 

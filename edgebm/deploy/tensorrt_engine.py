@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_write_bytes
+
 __all__ = ["tensorrt_status", "build_engine", "EngineInfo", "measure_engine_latency"]
 
 
@@ -86,12 +88,8 @@ def build_engine(
         raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} at {precision}")
     seconds = time.perf_counter() - t0
     plan_path = Path(plan_path)
-    tmp = plan_path.with_name(plan_path.name + ".tmp")
-    tmp.write_bytes(bytes(plan))
-    tmp.replace(plan_path)
-    cache_tmp = cache_path.with_name(cache_path.name + ".tmp")
-    cache_tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
-    cache_tmp.replace(cache_path)
+    atomic_write_bytes(plan_path, bytes(plan))
+    atomic_write_bytes(cache_path, bytes(config.get_timing_cache().serialize()))
     return EngineInfo(plan_path, precision, seconds, cache_path, trt.__version__, plan_path.stat().st_size)
 
 

@@ -10,10 +10,11 @@ on-device update. Exhaustive and hierarchical search run on the same trajectorie
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -22,11 +23,10 @@ from ..baselines import measure_beams
 from ..runtime import HeadAdapter, Predictor
 from ..sim import ScenarioConfig, simulate_trajectories
 
-from ..errors import EmulatorError
+from ..errors import EmulatorConfigError, EmulatorError
+from ..profiles import SSB_PERIODS_MS
 
 __all__ = ["Shift", "EmulatorConfig", "EmulatorResult", "parse_shift", "run_emulator", "SSB_PERIODS_MS"]
-
-SSB_PERIODS_MS = (5, 10, 20, 40, 80, 160)
 
 
 @dataclass(frozen=True)
@@ -51,24 +51,42 @@ class Shift:
         raise EmulatorError(f"unknown shift kind {self.kind!r} (array, codebook, city)")
 
 
+_SHIFT_FORM = "KIND:VALUE[@SECONDS] (array:8x8, codebook:random64, city:city2@5)"
+
+
+def _shift_time(text: str, at_txt: str) -> float:
+    try:
+        at = float(at_txt)
+    except ValueError:
+        raise EmulatorConfigError("--shift", f"{text!r}: time {at_txt!r} is not a number of seconds", f"write {_SHIFT_FORM}") from None
+    if not math.isfinite(at) or at <= 0:
+        raise EmulatorConfigError("--shift", f"{text!r}: time {at_txt} s must be a finite number > 0", "give the second of the run the shift happens at")
+    return at
+
+
 def parse_shift(text: str, default_at_s: float) -> Shift:
-    """``array:8x8``, ``codebook:random64``, ``city:city2``, optionally ``@T`` seconds: ``city:city2@5``."""
+    """``array:8x8``, ``codebook:random64``, ``city:city2``, optionally ``@T`` seconds: ``city:city2@5``.
+
+    A codebook value may carry its own draw, ``codebook:random64@7``; its time is then a second ``@``:
+    ``codebook:random64@7@5``. Whether the time falls inside the run is checked by :class:`EmulatorConfig`.
+    """
     kind, sep, rest = text.partition(":")
     if not sep or not rest:
-        raise EmulatorError(f"--shift expects KIND:VALUE[@SECONDS] (array:8x8, codebook:random64, city:city2), got {text!r}")
+        raise EmulatorConfigError("--shift", f"{text!r} is not a shift", f"write {_SHIFT_FORM}")
     value, at = rest, default_at_s
-    if kind != "codebook" and "@" in rest:
+    if (kind != "codebook" and "@" in rest) or (kind == "codebook" and rest.count("@") == 2):
         value, at_txt = rest.rsplit("@", 1)
-        at = float(at_txt)
-    elif kind == "codebook" and rest.count("@") == 2:
-        value, at_txt = rest.rsplit("@", 1)
-        at = float(at_txt)
+        at = _shift_time(text, at_txt)
     shift = Shift(kind, value, at)
     try:
         shift.apply(ScenarioConfig())
     except (ValueError, TypeError) as e:
-        raise EmulatorError(f"--shift {text!r}: {e}") from None
+        raise EmulatorConfigError("--shift", f"{text!r}: {e}", f"write {_SHIFT_FORM}") from None
     return shift
+
+
+#: the emulator holds every cycle of every UE in memory (a few hundred bytes each per phase)
+MAX_UE_CYCLES = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -94,12 +112,50 @@ class EmulatorConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.n_ues < 1 or self.duration_s <= 0:
-            raise EmulatorError("n_ues must be >= 1 and duration_s > 0")
+        def fail(name: str, problem: str, fix: str = "") -> EmulatorConfigError:
+            return EmulatorConfigError(name, problem, fix)
+
+        def integer(name: str, lo: int) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise fail(name, f"must be an integer >= {lo}, got {v!r}")
+
+        def number(name: str, lo: float, hi: float = math.inf, *, lo_open: bool = True, optional: bool = False) -> None:
+            v = getattr(self, name)
+            if v is None and optional:
+                return
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (v > lo if lo_open else v >= lo) and v <= hi
+            if not ok:
+                rng = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]" if math.isfinite(hi) else f"{'>' if lo_open else '>='} {lo:g}"
+                raise fail(name, f"must be a finite number {rng}, got {v!r}")
+
+        integer("n_ues", 1)
+        number("duration_s", 0.0)
+        number("beam_cycle_ms", 0.0, optional=True)
         if self.ssb_period_ms is not None and self.ssb_period_ms not in SSB_PERIODS_MS:
-            raise EmulatorError(f"ssb_period_ms must be one of {SSB_PERIODS_MS}, got {self.ssb_period_ms}")
-        if self.k_refine < 1:
-            raise EmulatorError("k_refine must be >= 1")
+            raise fail("ssb_period_ms", f"must be one of {', '.join(map(str, SSB_PERIODS_MS))} ms, got {self.ssb_period_ms!r}")
+        integer("k_refine", 1)
+        number("confidence", 0.0, 1.0, lo_open=False)
+        number("drop_db", 0.0, lo_open=False)
+        integer("full_sweep_every", 0)
+        integer("idle_sweep_every", 0)
+        integer("update_every", 1)
+        number("adapt_lr", 0.0)
+        integer("adapt_steps", 1)
+        integer("max_labels", 0)
+        number("deadline_ms", 0.0, optional=True)
+        integer("seed", 0)
+        for i, sh in enumerate(self.shifts):
+            if not isinstance(sh, Shift):
+                raise fail(f"shifts[{i}]", f"must be a Shift (see parse_shift), got {type(sh).__name__}")
+            if not (math.isfinite(sh.at_s) and 0 < sh.at_s < self.duration_s):
+                raise fail("shifts", f"{sh.kind}:{sh.value}@{sh.at_s:g} is outside the run (0, {self.duration_s:g}) s",
+                           "give a time inside the run or a longer duration")
+        cycle = self.ssb_period_ms or self.beam_cycle_ms or min(SSB_PERIODS_MS)
+        ue_cycles = self.n_ues * self.duration_s * 1e3 / cycle
+        if ue_cycles > MAX_UE_CYCLES:
+            raise fail("duration_s", f"{self.n_ues} UEs x {self.duration_s:g} s at a {cycle:g} ms cycle is {ue_cycles:.3g} UE-cycles, "
+                       f"more than the {MAX_UE_CYCLES:.0e} the emulator holds in memory", "use fewer UEs or a shorter duration")
 
 
 @dataclass
@@ -123,21 +179,26 @@ class EmulatorResult:
 
 
 def _scenario_for(pred: Predictor) -> ScenarioConfig:
-    scen = pred.manifest.get("dataset", {}).get("meta", {}).get("scenario")
+    scen = pred.manifest.dataset.get("meta", {}).get("scenario")
     if not isinstance(scen, dict) or "city" not in scen:
         raise EmulatorError(f"{pred.bundle_dir}: bundle was not trained on simulator data; the emulator needs its scenario")
-    return ScenarioConfig.from_dict(scen)
+    try:
+        return ScenarioConfig.from_dict(scen)
+    except (ValueError, TypeError) as e:
+        raise EmulatorError(f"{pred.bundle_dir}: the bundle's scenario is not one the simulator can run ({e})") from None
 
 
 def run_emulator(
     bundle: str | Path,
     cfg: EmulatorConfig,
     progress: Callable[[str, float, float, str], None] | None = None,
+    trusted_keys: Sequence[Any] | None = None,
 ) -> EmulatorResult:
-    """Run ``cfg.n_ues`` UEs for ``cfg.duration_s`` with the bundle at ``bundle``."""
+    """Run ``cfg.n_ues`` UEs for ``cfg.duration_s`` with the bundle at ``bundle`` (signed by one of
+    ``trusted_keys`` when given)."""
     t_start = time.perf_counter()
-    pred = Predictor(bundle)
-    prof = pred.manifest["profile_config"]
+    pred = Predictor(bundle, trusted_keys=trusted_keys)
+    prof = pred.manifest.profile_config
     timing, compute = prof["timing"], prof["compute"]
     cycle_ms = float(cfg.ssb_period_ms or cfg.beam_cycle_ms or timing["ssb_period_ms"] or timing["beam_cycle_ms"])
     deadline_ms = float(cfg.deadline_ms if cfg.deadline_ms is not None else timing["inference_budget_ms"])
@@ -278,8 +339,8 @@ def run_emulator(
         beams_ex[rows] = flat_a.shape[1]
 
     return EmulatorResult(
-        config={**asdict(cfg), "shifts": [asdict(s) for s in cfg.shifts], "bundle": str(bundle), "profile": pred.manifest["profile"],
-                "family": pred.manifest["family"], "scenario": base.to_dict()},
+        config={**asdict(cfg), "shifts": [asdict(s) for s in cfg.shifts], "bundle": str(bundle), "profile": pred.manifest.profile,
+                "family": pred.manifest.family, "scenario": base.to_dict()},
         t_s=np.arange(T) * cycle_ms / 1e3,
         se={"edgebm": se_model, "hierarchical": se_hs, "exhaustive": se_ex},
         se_genie=se_genie,

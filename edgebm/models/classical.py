@@ -46,6 +46,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import Pipeline
 
+from ..numerics import logsumexp, softmax
 from .preprocess import PREPROCESS_DEFAULTS, relative_db
 
 __all__ = [
@@ -198,12 +199,6 @@ def ovo_to_ovr(dec: np.ndarray, k: int) -> np.ndarray:
     return votes + conf / (3 * (np.abs(conf) + 1))
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def _fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     """Scalar T minimising the NLL of softmax(T * logits) on (logits, y); grid search in log space."""
     grid = np.logspace(-2, 2, 81)
@@ -211,9 +206,7 @@ def _fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     nll = np.empty(grid.size)
     for i, t in enumerate(grid):  # 81 candidates, vectorised over samples
         zt = t * z
-        m = zt.max(1, keepdims=True)
-        lse = m[:, 0] + np.log(np.exp(zt - m).sum(1))
-        nll[i] = np.mean(lse - zt[np.arange(len(y)), y])
+        nll[i] = np.mean(logsumexp(zt, axis=1) - zt[np.arange(len(y)), y])
     return float(grid[int(np.argmin(nll))])
 
 
@@ -407,7 +400,7 @@ class ClassicalBeamModel:
     def predict_proba(self, X: Any) -> np.ndarray:
         """(N, n_out) probabilities over all Set A beams; beams unseen in training get 0."""
         s = self.scores(X)
-        return _softmax(s.astype(np.float64)).astype(np.float32) if self.score_kind == "logits" else s
+        return softmax(s.astype(np.float64)).astype(np.float32) if self.score_kind == "logits" else s
 
     def decision_scores(self, X: Any) -> np.ndarray:
         """(N, n_out) logits: softmax of these equals :meth:`predict_proba` (probability families: log p, 0 -> FILL_LOGIT)."""

@@ -17,7 +17,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..atomic import atomic_path, atomic_write
 from ..data import BeamDataset
+from ..numerics import softmax
 from ..train.loop import TrainConfig, TrainResult
 
 from ..errors import ModelError
@@ -79,10 +81,7 @@ class BeamModel:
         return self.decision_scores(x).argmax(-1)
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        s = self.decision_scores(x).astype(np.float64)
-        s = s - s.max(-1, keepdims=True)
-        e = np.exp(s)
-        return (e / e.sum(-1, keepdims=True)).astype(np.float32)
+        return softmax(self.decision_scores(x).astype(np.float64)).astype(np.float32)
 
     def decision_scores(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -185,10 +184,8 @@ class TorchBeamModel(BeamModel):
         import torch
 
         run_dir = Path(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = run_dir / "model.pt.tmp"
-        torch.save({"config": self.config(), "state_dict": self.module.state_dict()}, tmp)
-        tmp.replace(run_dir / "model.pt")
+        with atomic_path(run_dir / "model.pt") as tmp:
+            torch.save({"config": self.config(), "state_dict": self.module.state_dict()}, tmp)
         return run_dir / "model.pt"
 
 
@@ -226,12 +223,7 @@ class SklearnBeamModel(BeamModel):
 
     def save(self, run_dir: str | Path) -> Path:
         run_dir = Path(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = run_dir / "model.pkl.tmp"
-        with open(tmp, "wb") as f:
-            pickle.dump({"config": self.config(), "use_position": self.use_position, "est": self.est}, f)
-        tmp.replace(run_dir / "model.pkl")
-        return run_dir / "model.pkl"
+        return atomic_write(run_dir / "model.pkl", lambda f: pickle.dump({"config": self.config(), "use_position": self.use_position, "est": self.est}, f))
 
 
 def make_model(family: str, n_in: int, n_out: int, train_cfg: TrainConfig | None = None, **params: Any) -> BeamModel:

@@ -1,8 +1,11 @@
 """What ships to the UE: load a bundle and predict beams. numpy + onnxruntime only; never imports torch or sklearn."""
 
-from .bundle import BUNDLE_SCHEMA, BundleError, read_manifest, sha256_file
+from .bundle import (BUNDLE_SCHEMA, Bundle, BundleError, BundleWarning, open_bundle, read_manifest, sha256_file, sign_bundle,
+                     write_bundle)
+from .manifest import BundleManifest, TensorSpec, manifest_digest
 from .adapt import HeadAdapter, UpdateStats
-from .bundle import write_bundle
 from .predictor import InputError, Predictor
 
-__all__ = ["BUNDLE_SCHEMA", "BundleError", "HeadAdapter", "InputError", "Predictor", "UpdateStats", "read_manifest", "sha256_file", "write_bundle"]
+__all__ = ["BUNDLE_SCHEMA", "Bundle", "BundleError", "BundleManifest", "BundleWarning", "HeadAdapter", "InputError", "Predictor",
+           "TensorSpec", "UpdateStats", "manifest_digest", "open_bundle", "read_manifest", "sha256_file", "sign_bundle",
+           "write_bundle"]

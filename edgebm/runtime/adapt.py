@@ -12,8 +12,6 @@ update is one matrix product and its gradient.
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import BundleError, read_manifest, write_bundle
+from ..numerics import softmax
+from .bundle import BundleError, write_bundle
 from .predictor import InputError, Predictor
 
 __all__ = ["HeadAdapter", "UpdateStats", "softmax_ce_grad"]
@@ -43,10 +42,7 @@ class UpdateStats:
 def softmax_ce_grad(feats: np.ndarray, labels: np.ndarray, w: np.ndarray, b: np.ndarray, l2: float = 0.0) -> tuple[float, np.ndarray, np.ndarray]:
     """Mean softmax cross-entropy of ``feats @ w.T + b`` against integer ``labels``, and its
     gradients (dW (A, F), db (A,)); ``l2`` adds ``l2/2 ||W||^2``."""
-    z = feats @ w.T + b
-    z = z - z.max(1, keepdims=True)
-    p = np.exp(z)
-    p /= p.sum(1, keepdims=True)
+    p = softmax(feats @ w.T + b)
     n = len(labels)
     loss = float(-np.mean(np.log(p[np.arange(n), labels] + 1e-12)) + 0.5 * l2 * np.sum(w * w))
     p[np.arange(n), labels] -= 1.0
@@ -76,7 +72,7 @@ class HeadAdapter:
     ) -> None:
         if predictor.feature_output is None or predictor.head is None:
             raise BundleError(f"{predictor.bundle_dir}: bundle has no feature output / head.npz; it cannot be adapted on device")
-        prof = predictor.manifest.get("profile_config", {})
+        prof = predictor.manifest.profile_config
         adapt = prof.get("adaptation", {})
         self.pred = predictor
         self.w, self.b = predictor.head[0].copy(), predictor.head[1].copy()
@@ -124,9 +120,7 @@ class HeadAdapter:
             return self._update(rsrp_b, labels)
 
     def _update(self, rsrp_b: np.ndarray, labels: np.ndarray) -> UpdateStats:
-        labels = np.atleast_1d(np.asarray(labels, dtype=np.int64))
-        if labels.size and (labels.min() < 0 or labels.max() >= self.w.shape[0]):
-            raise InputError(f"labels must be Set A beam indices in [0, {self.w.shape[0]})")
+        labels = self.pred.check_labels(labels)  # no silent truncation of float labels, no out-of-range index
         t0 = time.perf_counter()
         feats = np.atleast_2d(self.pred.features(rsrp_b)).astype(np.float32)
         if len(feats) != len(labels):
@@ -156,30 +150,32 @@ class HeadAdapter:
         return st
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write a new bundle version at ``out_dir`` with the adapted head; the original is untouched."""
-        src = self.pred.bundle_dir
+        """Write a new bundle version at ``out_dir`` with the adapted head; the original is untouched.
+
+        Every other file is copied from the source bundle as verified bytes (names from its validated
+        manifest, so nothing is read or written outside the two folders). ``out_dir`` must be new, empty or
+        an earlier bundle, and outside the source bundle. The copy is unsigned (the device does not hold
+        the exporter's key): ``adapted_from`` records the source's ``bundle_digest`` and signer.
+        """
+        src = self.pred.bundle
         out_dir = Path(out_dir)
-        if out_dir.resolve() == src.resolve():
-            raise BundleError("refusing to overwrite the original bundle; give a new folder")
-        man = read_manifest(src)
-        files = [n for n in man["files"] if n != "head.npz"]
-        writers: dict[str, Any] = {n: (lambda p, n=n: shutil.copyfile(src / n, p)) for n in files}
+        target = out_dir.resolve()
+        if target == src.root or src.root in target.parents:
+            raise BundleError(f"{out_dir}: refusing to write inside the original bundle {src.root}; give a new folder")
+        man = self.pred.manifest
+        head_name = man.head_file or "head.npz"
+        writers: dict[str, Any] = {n: (lambda p, n=n: p.write_bytes(src.read_bytes(n))) for n in man.files if n != head_name}
 
         def write_head(p: Path) -> None:
             with open(p, "wb") as f:
                 np.savez(f, W=self.w.astype(np.float32), b=self.b.astype(np.float32))
 
-        writers["head.npz"] = write_head
-        meta = {k: v for k, v in man.items() if k not in ("files", "schema")}
-        meta["head_version"] = int(man.get("head_version", 0)) + 1
+        writers[head_name] = write_head
+        meta = {k: v for k, v in man.to_dict().items() if k not in ("files", "schema", "bundle_digest", "signature")}
+        meta["head_file"] = head_name
+        meta["head_version"] = man.head_version + 1
         meta["adapted"] = True
-        meta["adapted_from"] = {"bundle": str(src), "manifest_sha256": _sha_text(json.dumps(man, sort_keys=True))}
+        meta["adapted_from"] = {"bundle": str(src.root), "bundle_digest": man.bundle_digest, "signed_by": src.signed_by}
         meta["adaptation_log"] = {"updates": self.updates, "samples_seen": self.n_seen,
                                   "mean_device_ms": float(np.mean([h.device_ms for h in self.history])) if self.history else 0.0}
         return write_bundle(out_dir, writers, meta)
-
-
-def _sha_text(text: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(text.encode()).hexdigest()

@@ -1,90 +1,163 @@
-"""`Predictor`: run a bundle on the UE (numpy + onnxruntime only, never torch or sklearn)."""
+"""`Predictor`: run a bundle on the UE (numpy + onnxruntime only, never torch or sklearn).
+
+Every input a caller hands over is checked before it reaches onnxruntime or the numpy head, and a
+bad one raises :class:`~edgebm.errors.InputError` with one line naming the argument and what is
+allowed: shapes, dtypes (no bools, strings or ragged lists), finite values, RSRP units, ``k``, head
+weights, beam indices and labels. The checks cost a few microseconds (one ``min``/``max`` pass).
+"""
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import onnxruntime as ort
 
-from .bundle import BundleError, read_manifest
-
 from ..errors import InputError
+from ..numerics import softmax
+from .bundle import BundleError, open_bundle
+from .manifest import BundleManifest
 
-__all__ = ["Predictor", "InputError"]
+__all__ = ["Predictor", "InputError", "RSRP_RANGE_DBM"]
 
 #: plausible received power range for an RSRP in dBm; values outside are almost surely wrong units
 RSRP_RANGE_DBM = (-300.0, 60.0)
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    """Row softmax in float32 (inputs are float32 logits; the max shift keeps exp in range)."""
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    e /= e.sum(axis=-1, keepdims=True)
-    return e
+def _as_numeric(x: Any, what: str, fix: str) -> np.ndarray:
+    """``np.asarray(x)`` refusing ragged lists, bools, strings, objects and complex numbers."""
+    try:
+        arr = np.asarray(x)
+    except (ValueError, TypeError, OverflowError) as e:  # ragged lists, huge Python ints
+        raise InputError(f"{what}: cannot be read as a numeric array ({str(e).splitlines()[0]}); {fix}") from None
+    if arr.dtype.kind not in "fiu":
+        raise InputError(f"{what}: must be numeric, got dtype {arr.dtype}; {fix}")
+    return arr
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _npz(data: bytes, name: str, root: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as e:  # numpy raises ValueError, OSError, zipfile.BadZipFile, EOFError...
+        raise BundleError(f"{root}: '{name}' is not a readable .npz ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
 
 
 class Predictor:
-    """Load ``bundle_dir`` (hashes and schema checked) and predict the best Set A beams.
+    """Load ``bundle_dir`` (schema, digest, hashes checked) and predict the best Set A beams.
 
-    ``threads`` defaults to the profile's thread count recorded in the manifest.
-    A bundle whose gate verdict is not ``pass`` (written with ``--force``) is refused unless
-    ``allow_failed=True``.
+    ``threads`` defaults to the profile's thread count recorded in the manifest. A bundle whose
+    gate verdict is not ``pass`` (written with ``--force``) is refused unless ``allow_failed=True``.
+    ``trusted_keys`` (PEM paths, PEM bytes or ``Ed25519PublicKey`` objects; needs ``edgebm[sign]``):
+    when given, the bundle must be signed by one of them. Files in the folder that the manifest
+    does not list are reported in ``extra_files`` (and a :class:`BundleWarning`), never loaded.
     """
 
-    def __init__(self, bundle_dir: str | Path, threads: int | None = None, allow_failed: bool = False) -> None:
+    def __init__(
+        self,
+        bundle_dir: str | Path,
+        threads: int | None = None,
+        allow_failed: bool = False,
+        trusted_keys: Iterable[Any] | None = None,
+    ) -> None:
+        if threads is not None and (not _is_int(threads) or threads < 1):
+            raise InputError(f"threads must be an integer >= 1 or None (the profile's), got {threads!r}")
         self.bundle_dir = Path(bundle_dir)
-        self.manifest: dict[str, Any] = read_manifest(self.bundle_dir, verify=True)
-        if self.manifest["verdict"] != "pass" and not allow_failed:
+        self.bundle = open_bundle(self.bundle_dir, trusted_keys=trusted_keys)
+        self.manifest: BundleManifest = self.bundle.manifest
+        self.extra_files: tuple[str, ...] = self.bundle.extra_files
+        man = self.manifest
+        if man.verdict != "pass" and not allow_failed:
             raise BundleError(
-                f"{self.bundle_dir}: bundle failed its budget gate (verdict {self.manifest['verdict']!r}); "
+                f"{self.bundle_dir}: bundle failed its budget gate (verdict {man.verdict!r}); "
                 "pass allow_failed=True to load it anyway"
             )
-        inp = self.manifest["inputs"][0]
-        self.input_name: str = inp["name"]
-        self.n_b: int = int(inp["shape"][-1])
-        self.n_a: int = int(self.manifest["n_beams_a"])
-        self.score_output: str = self.manifest["score_output"]
-        self.score_kind: str = self.manifest["score_kind"]  # "logits" or "probabilities"
-        self.feature_output: str | None = self.manifest.get("feature_output")
+        self.input_name: str = man.inputs[0].name
+        self.n_b: int = man.n_beams_b
+        self.n_a: int = man.n_beams_a
+        self.score_output: str = man.score_output
+        self.score_kind: str = man.score_kind  # "logits" or "probabilities"
+        self.feature_output: str | None = man.feature_output
         opts = ort.SessionOptions()
         # the profile's thread count, capped at this host's cores (oversubscription only adds stalls)
-        opts.intra_op_num_threads = max(1, min(int(threads or self.manifest.get("threads", 1)), os.cpu_count() or 1))
+        opts.intra_op_num_threads = max(1, min(int(threads or man.threads), os.cpu_count() or 1))
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        model = self.bundle.read_bytes(man.model_file)  # verified bytes: no swap between hash check and load
         try:
-            self.session = ort.InferenceSession(
-                str(self.bundle_dir / self.manifest["model_file"]), opts, providers=["CPUExecutionProvider"]
-            )
+            self.session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types
             raise BundleError(f"{self.bundle_dir}: onnxruntime cannot load the model: {str(e).splitlines()[0]}") from None
+        self._check_graph_matches_manifest()
         self._codebook: dict[str, np.ndarray] | None = None
         # last layer as numpy arrays (head.npz): used for inference once adapted on the device
         self.head: tuple[np.ndarray, np.ndarray] | None = None
-        if "head.npz" in self.manifest["files"]:
-            with np.load(self.bundle_dir / "head.npz", allow_pickle=False) as z:
-                self.head = (z["W"].astype(np.float32), z["b"].astype(np.float32))
-        self._numpy_head = bool(self.manifest.get("adapted", False)) and self.head is not None
+        if man.head_file is not None:
+            z = _npz(self.bundle.read_bytes(man.head_file), man.head_file, self.bundle.root)
+            if "W" not in z or "b" not in z:
+                raise BundleError(f"{self.bundle_dir}: '{man.head_file}' must hold arrays W and b, has {sorted(z)}")
+            try:
+                self.head = self._checked_head(z["W"], z["b"])
+            except InputError as e:
+                raise BundleError(f"{self.bundle_dir}: '{man.head_file}': {e}") from None
+        self._numpy_head = man.adapted and self.head is not None
 
-    def set_head(self, w: np.ndarray, b: np.ndarray) -> None:
+    def _check_graph_matches_manifest(self) -> None:
+        """The model's input/output names and fixed widths are the manifest's (a swapped model is refused here,
+        not by a shape error in the middle of an emulator run)."""
+        man = self.manifest
+        ins = {i.name: i.shape for i in self.session.get_inputs()}
+        outs = {o.name: o.shape for o in self.session.get_outputs()}
+        wanted = [n for n in (self.score_output, self.feature_output) if n is not None]
+        if self.input_name not in ins or not set(wanted) <= set(outs):
+            raise BundleError(f"{self.bundle_dir}: the model's inputs/outputs do not match the manifest "
+                              f"(manifest: {self.input_name} -> {', '.join(wanted)}; model: {', '.join(ins)} -> {', '.join(outs)})")
+        expect = {self.input_name: (ins, self.n_b), self.score_output: (outs, self.n_a)}
+        if self.feature_output is not None and man.feature_dim is not None:
+            expect[self.feature_output] = (outs, man.feature_dim)
+        for name, (table, width) in expect.items():
+            last = table[name][-1] if table[name] else None
+            if isinstance(last, int) and last != width:
+                raise BundleError(f"{self.bundle_dir}: model tensor {name!r} has width {last}, the manifest says {width}")
+
+    # -- head -------------------------------------------------------------------------------------
+    def _checked_head(self, w: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
+        fix = "pass W (n_a, F) and b (n_a,) as float arrays"
+        w = _as_numeric(w, "head W", fix)
+        b = _as_numeric(b, "head b", fix)
+        f = self.manifest.feature_dim or (self.head[0].shape[1] if self.head is not None else None)
+        if w.ndim != 2 or w.shape[0] != self.n_a or (f is not None and w.shape[1] != f):
+            raise InputError(f"head W must have shape ({self.n_a}, {f if f is not None else 'F'}), got {w.shape}")
+        if b.shape != (self.n_a,):
+            raise InputError(f"head b must have shape ({self.n_a},), got {b.shape}")
+        if not (np.isfinite(w).all() and np.isfinite(b).all()):
+            raise InputError("head W and b must be finite (no NaN/inf); the update that produced them diverged")
+        return np.ascontiguousarray(w, dtype=np.float32), np.ascontiguousarray(b, dtype=np.float32)
+
+    def set_head(self, w: Any, b: Any) -> None:
         """Replace the last layer (W (A, F), b (A,)); from now on scores = features @ W.T + b."""
-        if self.head is not None and (w.shape != self.head[0].shape or b.shape != self.head[1].shape):
-            raise InputError(f"head must be W {self.head[0].shape}, b {self.head[1].shape}; got {w.shape}, {b.shape}")
-        self.head = (np.asarray(w, np.float32), np.asarray(b, np.float32))
+        if self.feature_output is None:
+            raise BundleError(f"{self.bundle_dir}: this bundle exposes no feature output; its head cannot be replaced")
+        self.head = self._checked_head(w, b)
         self._numpy_head = True
 
     # -- input checks -------------------------------------------------------------------------
     def _check(self, rsrp_b: Any) -> tuple[np.ndarray, bool]:
-        x = np.asarray(rsrp_b)
-        if x.dtype.kind not in "fiu":
-            raise InputError(f"rsrp_b must be numeric dBm values, got dtype {x.dtype}")
+        x = _as_numeric(rsrp_b, "rsrp_b", f"pass Set B RSRP in dBm, shape ({self.n_b},) or (batch, {self.n_b})")
         single = x.ndim == 1
         if single:
             x = x[None, :]
         if x.ndim != 2 or x.shape[1] != self.n_b:
             raise InputError(f"rsrp_b must have shape ({self.n_b},) or (batch, {self.n_b}) (Set B beams), got {np.shape(rsrp_b)}")
+        if x.shape[0] == 0:
+            raise InputError(f"rsrp_b is an empty batch (shape {x.shape}); pass at least one row of {self.n_b} Set B RSRPs")
         xmin, xmax = float(x.min()), float(x.max())  # NaN propagates into min/max; one pass each
         if not (np.isfinite(xmin) and np.isfinite(xmax)):
             raise InputError(f"rsrp_b has {int(np.count_nonzero(~np.isfinite(x)))} NaN/inf value(s)")
@@ -95,6 +168,19 @@ class Predictor:
             )
         return np.ascontiguousarray(x, dtype=np.float32), single
 
+    def check_labels(self, labels: Any) -> np.ndarray:
+        """Set A beam labels as int64 (N,), refusing floats with a fractional part, bools and out-of-range indices."""
+        fix = f"labels are Set A beam indices: integers in [0, {self.n_a})"
+        y = np.atleast_1d(_as_numeric(labels, "labels", fix))
+        if y.ndim != 1:
+            raise InputError(f"labels must be one index per sample (1-D), got shape {y.shape}")
+        if y.dtype.kind == "f":
+            if not np.isfinite(y).all() or not np.array_equal(y, np.round(y)):
+                raise InputError(f"labels must be whole numbers (a float label would be truncated); {fix}")
+        if y.size and (y.min() < 0 or y.max() >= self.n_a):
+            raise InputError(f"labels out of range [{y.min():g}, {y.max():g}]; {fix}")
+        return y.astype(np.int64)
+
     # -- inference ------------------------------------------------------------------------------
     def _run(self, x: np.ndarray, names: list[str]) -> list[np.ndarray]:
         return self.session.run(names, {self.input_name: x})
@@ -103,11 +189,16 @@ class Predictor:
         if self._numpy_head:
             w, b = self.head  # type: ignore[misc]
             f = self._run(x, [self.feature_output])[0]  # type: ignore[list-item]
+            if f.shape[-1] != w.shape[1]:  # a model with dynamic widths that disagrees with its head
+                raise BundleError(f"{self.bundle_dir}: model features have width {f.shape[-1]}, the head expects {w.shape[1]}")
             # a few rows: einsum's own loop, not BLAS — multi-threaded BLAS spin-waits on a busy core and
             # turned 10 us into tens of ms at p99 in the emulator; batches still use BLAS
             z = np.einsum("bf,af->ba", f, w) if len(f) <= 8 else f @ w.T
             return z + b, "logits"
-        return self._run(x, [self.score_output])[0], self.score_kind
+        s = self._run(x, [self.score_output])[0]
+        if s.shape[-1] != self.n_a:
+            raise BundleError(f"{self.bundle_dir}: model gives {s.shape[-1]} scores per row, the manifest says n_beams_a = {self.n_a}")
+        return s, self.score_kind
 
     def decision_scores(self, rsrp_b: Any) -> np.ndarray:
         """Log-domain scores over all Set A beams (logits, or log-probabilities for probability
@@ -121,7 +212,7 @@ class Predictor:
         """Probabilities over all Set A beams, (batch, n_a) or (n_a,) for one sample."""
         x, single = self._check(rsrp_b)
         scores, kind = self._scores(x)
-        probs = _softmax(scores.astype(np.float32, copy=False)) if kind == "logits" else scores.astype(np.float32, copy=False)
+        probs = softmax(scores.astype(np.float32, copy=False)) if kind == "logits" else scores.astype(np.float32, copy=False)
         return probs[0] if single else probs
 
     def predict(self, rsrp_b: Any, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
@@ -130,8 +221,8 @@ class Predictor:
         ``rsrp_b``: (n_b,) or (batch, n_b) Set B RSRP in dBm. Returns ``(beams, probs)`` with shapes
         (k,) or (batch, k); beams are int64 Set A indices (see :meth:`beam_direction`).
         """
-        if not 1 <= k <= self.n_a:
-            raise InputError(f"k must be in [1, {self.n_a}], got {k}")
+        if not _is_int(k) or not 1 <= k <= self.n_a:
+            raise InputError(f"k must be an integer in [1, {self.n_a}] (beams to return), got {k!r}")
         probs = self.predict_proba(rsrp_b)
         p2 = probs.reshape(1, -1) if probs.ndim == 1 else probs
         top = np.argsort(-p2, axis=1, kind="stable")[:, :k]
@@ -149,13 +240,23 @@ class Predictor:
     # -- codebook ------------------------------------------------------------------------------
     @property
     def codebook(self) -> dict[str, np.ndarray]:
-        """Arrays of ``codebook.npz`` (``cb_a_az``, ``cb_a_el``, weights, ``cb_children``...)."""
+        """Arrays of the bundle's codebook file (``cb_a_az``, ``cb_a_el``, weights, ``cb_children``...), verified on first use."""
         if self._codebook is None:
-            with np.load(self.bundle_dir / "codebook.npz", allow_pickle=False) as z:
-                self._codebook = {k: z[k] for k in z.files}
+            name = self.manifest.codebook_file
+            if name is None:
+                raise BundleError(f"{self.bundle_dir}: the manifest names no codebook file")
+            cb = _npz(self.bundle.read_bytes(name), name, self.bundle.root)
+            for key in ("cb_a_az", "cb_a_el"):
+                v = cb.get(key)
+                if v is None or v.shape != (self.n_a,) or v.dtype.kind != "f" or not np.isfinite(v).all():
+                    raise BundleError(f"{self.bundle_dir}: '{name}' field '{key}' must be {self.n_a} finite angles in degrees")
+            self._codebook = cb
         return self._codebook
 
     def beam_direction(self, beam: int | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pointing (azimuth, elevation-from-zenith) in degrees of Set A beam index/indices."""
+        idx = _as_numeric(beam, "beam", f"pass Set A beam indices in [0, {self.n_a})")
+        if idx.dtype.kind not in "iu" or (idx.size and (idx.min() < 0 or idx.max() >= self.n_a)):
+            raise InputError(f"beam must be integer Set A indices in [0, {self.n_a}), got {beam!r}")
         cb = self.codebook
-        return cb["cb_a_az"][beam], cb["cb_a_el"][beam]
+        return cb["cb_a_az"][idx], cb["cb_a_el"][idx]

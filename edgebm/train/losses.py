@@ -6,6 +6,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..numerics import softmax
+
 __all__ = ["beam_power_soft_labels", "focal_loss", "soft_cross_entropy", "combined_loss", "distillation_loss"]
 
 
@@ -20,10 +22,7 @@ def beam_power_soft_labels(rsrp_a_dbm: np.ndarray, temperature: float = 2.0, eps
     rel_db = rsrp_a_dbm - rsrp_a_dbm.max(axis=1, keepdims=True)
     p = 10.0 ** (rel_db / 10.0)
     # (p + eps)^(1/T) computed in the log domain for stability
-    logits = np.log(p + eps) / temperature
-    logits -= logits.max(axis=1, keepdims=True)
-    q = np.exp(logits)
-    return (q / q.sum(axis=1, keepdims=True)).astype(np.float32)
+    return softmax(np.log(p + eps) / temperature, axis=1).astype(np.float32)
 
 
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 1.0, gamma: float = 2.0) -> torch.Tensor:
