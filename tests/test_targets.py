@@ -267,19 +267,60 @@ def test_iot_profile_targets_c_and_older_profiles_still_load():
 
 
 # -- bundle integrity covers sub-folders -----------------------------------------------------------------
-def test_bundle_hashes_files_in_subfolders(tmp_path):
+def test_bundle_hashes_files_in_subfolders(toy_bundle, tmp_path):
+    import shutil
+
     from edgebm.errors import BundleError
     from edgebm.runtime import read_manifest, write_bundle
 
-    man = {"edgebm_version": "x", "profile": "iot", "family": "mlp", "model_file": "model.onnx", "inputs": [], "outputs": [],
-           "verdict": "pass"}
-
-    def c_file(p):
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text("int x;\n")
-
-    out = write_bundle(tmp_path / "b", {"model.onnx": lambda p: p.write_bytes(b"m"), "c/model.c": c_file}, man)
-    assert "c/model.c" in read_manifest(out)["files"]
+    src = toy_bundle.bundle_dir
+    man = json.loads((src / "manifest.json").read_text())
+    writers = {name: (lambda p, n=name: shutil.copyfile(src / n, p)) for name in man["files"]}
+    writers["c/model.c"] = lambda p: p.write_text("int x;\n")
+    base = {k: v for k, v in man.items() if k not in ("schema", "files", "bundle_digest", "signature")}
+    out = write_bundle(tmp_path / "b", writers, base)
+    assert "c/model.c" in read_manifest(out).files
     (out / "c" / "model.c").write_text("int y;\n")
     with pytest.raises(BundleError, match="c/model.c"):
         read_manifest(out)
+
+
+# -- runtime: backend choice and the single-sample fast path -----------------------------------------------
+def test_predictor_reports_its_backend(toy_bundle):
+    from edgebm.errors import BundleError, InputError
+    from edgebm.runtime import Predictor
+
+    pred = Predictor(toy_bundle.bundle_dir)
+    assert pred.backend == "onnxruntime" and pred.backend_reason.startswith("onnxruntime")
+    with pytest.raises(InputError, match="backend must be one of"):
+        Predictor(toy_bundle.bundle_dir, backend="tflite")
+    with pytest.raises(BundleError, match="no TensorRT engine"):
+        Predictor(toy_bundle.bundle_dir, backend="tensorrt")
+
+
+@pytest.mark.parametrize("k", [1, 3, 64])
+def test_single_sample_fast_path_equals_batch_path(toy_bundle, toy_dataset, k):
+    from edgebm.runtime import Predictor
+
+    pred = Predictor(toy_bundle.bundle_dir)
+    for row in toy_dataset.rsrp_b[:50]:
+        for x in (row, row.astype(np.float64)):
+            beams, probs = pred.predict(x, k=k)
+            b2, p2 = pred.predict(x[None, :], k=k)
+            assert beams.shape == (k,) and np.array_equal(beams, b2[0]) and np.array_equal(probs, p2[0])
+            assert probs.dtype == np.float32
+
+
+def test_fast_path_keeps_every_check(toy_bundle):
+    from edgebm.errors import InputError
+    from edgebm.runtime import Predictor
+
+    pred = Predictor(toy_bundle.bundle_dir)
+    good = np.full(16, -90.0, np.float32)
+    for bad, msg in [(np.where(np.arange(16) == 3, np.nan, good).astype(np.float32), "NaN"),
+                     (np.where(np.arange(16) == 0, np.inf, good), "NaN/inf"),
+                     (good + 500.0, "dBm"), (np.full(15, -90.0), "shape"), (good.astype(np.float16) * 0 + 100, "dBm")]:
+        with pytest.raises(InputError, match=msg):
+            pred.predict(bad, k=3)
+    with pytest.raises(InputError, match="k must be"):
+        pred.predict(good, k=0)

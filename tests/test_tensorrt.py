@@ -42,17 +42,18 @@ def test_runtime_falls_back_to_onnxruntime_and_says_why(toy_bundle):
     man = json.loads((b / "manifest.json").read_text())
     man["tensorrt"] = {"built": True, "plan_file": "model.plan"}
     man["files"] = {**man["files"], "model.plan": "0" * 64}
+    read = lambda name: (b / name).read_bytes()  # noqa: E731
     if not OK:
-        backend, why = open_backend(b, man)
+        backend, why = open_backend(man, read)
         assert isinstance(backend, OrtBackend) and "onnxruntime fallback" in why and WHY in why
         with pytest.raises(BundleError, match="model.plan"):
-            open_backend(b, man, prefer="tensorrt")
-    backend, why = open_backend(b, man, prefer="onnxruntime")
+            open_backend(man, read, prefer="tensorrt")
+    backend, why = open_backend(man, read, prefer="onnxruntime")
     assert isinstance(backend, OrtBackend)
     x = np.full((1, 16), -90.0, np.float32)
     assert backend.run([man["score_output"]], {backend.input_name: x})[0].shape == (1, 64)
     with pytest.raises(ValueError, match="backend must be one of"):
-        open_backend(b, man, prefer="tflite")
+        open_backend(man, read, prefer="tflite")
 
 
 @pytest.mark.skipif(not OK, reason=f"TensorRT unavailable: {WHY}")

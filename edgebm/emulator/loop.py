@@ -340,7 +340,8 @@ def run_emulator(
 
     return EmulatorResult(
         config={**asdict(cfg), "shifts": [asdict(s) for s in cfg.shifts], "bundle": str(bundle), "profile": pred.manifest.profile,
-                "family": pred.manifest.family, "scenario": base.to_dict()},
+                "family": pred.manifest.family, "backend": pred.backend, "backend_reason": pred.backend_reason,
+                "scenario": base.to_dict()},
         t_s=np.arange(T) * cycle_ms / 1e3,
         se={"edgebm": se_model, "hierarchical": se_hs, "exhaustive": se_ex},
         se_genie=se_genie,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -30,7 +30,7 @@ class OrtBackend:
 
     name = "onnxruntime"
 
-    def __init__(self, model_path: str | Path, threads: int = 1) -> None:
+    def __init__(self, model: str | Path | bytes, threads: int = 1) -> None:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -38,15 +38,19 @@ class OrtBackend:
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
-            self.session = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types
-            raise BundleError(f"{model_path}: onnxruntime cannot load the model: {str(e).splitlines()[0]}") from None
+            raise BundleError(f"onnxruntime cannot load the model: {str(e).splitlines()[0]}") from None
         self.input_name: str = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.run = self.session.run  # run(names, {input: x}) -- bound once: no wrapper call per inference
 
     def __call__(self, names: list[str], x: np.ndarray) -> list[np.ndarray]:
         return self.session.run(names, {self.input_name: x})
+
+    def io_shapes(self) -> tuple[dict[str, list], dict[str, list]]:
+        """(inputs, outputs): tensor name -> shape (ints where fixed, strings/None where dynamic)."""
+        return ({i.name: list(i.shape) for i in self.session.get_inputs()}, {o.name: list(o.shape) for o in self.session.get_outputs()})
 
 
 def _cudart() -> Any:
@@ -90,21 +94,21 @@ class TensorRTBackend:
 
     name = "tensorrt"
 
-    def __init__(self, plan_path: str | Path) -> None:
+    def __init__(self, plan: str | Path | bytes) -> None:
         import tensorrt as trt
 
         self._trt = trt
         self._cudart = _cudart()
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
-        self.engine = self._runtime.deserialize_cuda_engine(Path(plan_path).read_bytes())
+        self.engine = self._runtime.deserialize_cuda_engine(plan if isinstance(plan, bytes) else Path(plan).read_bytes())
         if self.engine is None:
-            raise BundleError(f"{plan_path}: TensorRT cannot deserialise the engine (built by another TensorRT version or GPU?)")
+            raise BundleError("TensorRT cannot deserialise the engine (built by another TensorRT version or GPU?)")
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         if len(inputs) != 1:
-            raise BundleError(f"{plan_path}: engine has {len(inputs)} inputs, expected 1")
+            raise BundleError(f"the engine has {len(inputs)} inputs, expected 1")
         self.input_name = inputs[0]
         self.output_names = [n for n in names if n != self.input_name]
         self._dtype = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
@@ -149,6 +153,13 @@ class TensorRTBackend:
         """onnxruntime-style ``run(names, {input: x})`` so callers can treat both backends alike."""
         return self(names, feed[self.input_name])
 
+    def io_shapes(self) -> tuple[dict[str, list], dict[str, list]]:
+        """(inputs, outputs): tensor name -> shape (-1 axes, the dynamic batch, as None)."""
+        def shape(n: str) -> list:
+            return [None if d < 0 else int(d) for d in self.engine.get_tensor_shape(n)]
+
+        return {self.input_name: shape(self.input_name)}, {n: shape(n) for n in self.output_names}
+
     def _free(self) -> None:
         for ptr in self._dev.values():
             self._cudart.cudaFree(ptr)
@@ -163,30 +174,31 @@ class TensorRTBackend:
             pass
 
 
-def open_backend(bundle_dir: str | Path, manifest: dict[str, Any], threads: int = 1, prefer: str = "auto") -> tuple[Any, str]:
-    """The backend to run ``bundle_dir`` with, and a one-line reason for the choice.
+def open_backend(manifest: Any, read_bytes: Callable[[str], bytes], threads: int = 1, prefer: str = "auto") -> tuple[Any, str]:
+    """The backend to run a bundle with, and a one-line reason for the choice.
 
-    ``prefer``: ``auto`` (the TensorRT engine when the manifest lists one and it is usable here, else
-    onnxruntime), ``onnxruntime``, or ``tensorrt`` (raise :class:`BundleError` when it cannot run).
+    ``manifest``: the bundle's manifest (dict or :class:`~edgebm.runtime.manifest.BundleManifest`);
+    ``read_bytes(name)``: the verified bytes of a listed bundle file. ``prefer``: ``auto`` (the
+    TensorRT engine when the manifest lists one and it is usable here, else onnxruntime),
+    ``onnxruntime``, or ``tensorrt`` (raise :class:`BundleError` when it cannot run).
     """
     if prefer not in BACKEND_CHOICES:
         raise ValueError(f"backend must be one of {', '.join(BACKEND_CHOICES)}, got {prefer!r}")
-    bundle_dir = Path(bundle_dir)
     plan = (manifest.get("tensorrt") or {}).get("plan_file")
     if prefer != "onnxruntime" and plan and plan in manifest.get("files", {}):
         ok, why = tensorrt_runtime_status()
         if ok:
             try:
-                return TensorRTBackend(bundle_dir / plan), f"TensorRT engine {plan} ({why})"
+                return TensorRTBackend(read_bytes(plan)), f"TensorRT engine {plan} ({why})"
             except Exception as e:  # a plan built for another GPU / TensorRT version
                 why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                 if prefer == "tensorrt":
-                    raise BundleError(f"{bundle_dir}: cannot run {plan}: {why}") from None
+                    raise BundleError(f"cannot run {plan}: {why}") from None
         elif prefer == "tensorrt":
-            raise BundleError(f"{bundle_dir}: cannot run {plan}: {why}")
+            raise BundleError(f"cannot run {plan}: {why}")
         reason = f"onnxruntime fallback: {plan} not usable here ({why})"
     elif prefer == "tensorrt":
-        raise BundleError(f"{bundle_dir}: the bundle has no TensorRT engine (manifest 'tensorrt.plan_file')")
+        raise BundleError("the bundle has no TensorRT engine (manifest 'tensorrt.plan_file')")
     else:
-        reason = "onnxruntime (CPU)" + ("" if not plan else " as requested")
-    return OrtBackend(bundle_dir / manifest["model_file"], threads), reason
+        reason = "onnxruntime (CPU)" + (" as requested" if plan else "")
+    return OrtBackend(read_bytes(manifest["model_file"]), threads), reason
