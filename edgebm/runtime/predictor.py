@@ -106,6 +106,7 @@ class Predictor:
         self.session = getattr(self.runner, "session", None)  # the onnxruntime session when that backend runs
         self._backend_run = self.runner.run  # run(names, {input: x}); bound once
         self._score_names = [self.score_output]
+        self._one_shape = (self.n_b,)
         self._check_graph_matches_manifest()
         self._codebook: dict[str, np.ndarray] | None = None
         # last layer as numpy arrays (head.npz): used for inference once adapted on the device
@@ -199,7 +200,7 @@ class Predictor:
         """The checks of :meth:`_check` for the common single-sample call (a 1-D float array of n_b
         values), done with a few scalar operations; returns the (1, n_b) float32 row, or None when
         the input is anything else (the general path then checks it)."""
-        if type(rsrp_b) is not np.ndarray or rsrp_b.ndim != 1 or rsrp_b.dtype.kind != "f" or rsrp_b.shape[0] != self.n_b:
+        if type(rsrp_b) is not np.ndarray or rsrp_b.shape != self._one_shape or rsrp_b.dtype.kind != "f":
             return None
         vals = rsrp_b.tolist()  # 16 Python floats: min/max/sum on them beat three numpy reductions
         if not math.isfinite(sum(vals)):  # any NaN or inf makes the sum non-finite (finite dBm cannot overflow)
@@ -207,7 +208,7 @@ class Predictor:
         lo, hi = RSRP_RANGE_DBM
         if min(vals) < lo or max(vals) > hi:
             return None
-        return rsrp_b.astype(np.float32, copy=False).reshape(1, self.n_b)
+        return rsrp_b[None] if rsrp_b.dtype == np.float32 and rsrp_b.flags.c_contiguous else np.ascontiguousarray(rsrp_b[None], np.float32)
 
     def _scores(self, x: np.ndarray) -> tuple[np.ndarray, str]:
         if self._numpy_head:
@@ -245,21 +246,34 @@ class Predictor:
         ``rsrp_b``: (n_b,) or (batch, n_b) Set B RSRP in dBm. Returns ``(beams, probs)`` with shapes
         (k,) or (batch, k); beams are int64 Set A indices (see :meth:`beam_direction`).
         """
-        if not _is_int(k) or not 1 <= k <= self.n_a:
+        if (type(k) is not int and not _is_int(k)) or not 1 <= k <= self.n_a:
             raise InputError(f"k must be an integer in [1, {self.n_a}] (beams to return), got {k!r}")
         x = self._check_one(rsrp_b)
-        if x is not None:  # one sample: one score row, softmax and top-k on it
-            z, kind = self._scores(x)
-            z = z[0]
-            if kind == "logits":
-                e = np.exp(z - z.max())
-                p = e / e.sum()
+        if x is not None:  # one sample: one score row, softmax and top-k on it (same arithmetic as the batch path)
+            if self._numpy_head:
+                z, kind = self._scores(x)
+                z = z[0]
             else:
+                z, kind = self._backend_run(self._score_names, {self.input_name: x})[0][0], self.score_kind
+                if z.shape[0] != self.n_a:
+                    raise BundleError(f"{self.bundle_dir}: model gives {z.shape[0]} scores per row, the manifest says n_beams_a = {self.n_a}")
+            if kind != "logits":
                 p = z.astype(np.float32, copy=False)
+            elif k == 1:  # the best beam's probability alone: exp(z - max) / sum, as numerics.softmax computes it
+                i = int(z.argmax())
+                e = z - z[i]
+                np.exp(e, out=e)
+                return np.array([i]), e[i : i + 1] / e.sum()
+            else:  # q = -probabilities (x / -s is exactly -(x / s)): a stable ascending sort of q is the batch path's order
+                q = z - z.max()
+                np.exp(q, out=q)
+                q /= -q.sum()
+                top = q.argsort(kind="stable")[:k]
+                return top, -q[top]
             if k == 1:
-                top = np.array([p.argmax()])
-            else:
-                top = np.argsort(-p, kind="stable")[:k]
+                i = int(p.argmax())
+                return np.array([i]), p[i : i + 1]
+            top = np.argsort(-p, kind="stable")[:k]
             return top, p[top]
         probs = self.predict_proba(rsrp_b)
         p2 = probs.reshape(1, -1) if probs.ndim == 1 else probs
