@@ -19,6 +19,7 @@ Thumb-2 code for a Cortex-M is usually smaller than x86-64 code.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -187,8 +188,11 @@ def measure_c(c_dir: str | Path, x: np.ndarray, onnx_top1: np.ndarray, reps: int
     )
 
 
+@functools.lru_cache(maxsize=None)
 def _accepts(cc: str, flag: str) -> bool:
-    p = subprocess.run([cc, flag, "-x", "c", "-c", "-o", os.devnull, "-"], input="int x;\n", capture_output=True, text=True)
+    """Whether ``cc`` accepts ``flag`` (compiled in a temp folder: -fstack-usage writes files next to the output)."""
+    with tempfile.TemporaryDirectory(prefix="edgebm-cc-") as tmp:
+        p = subprocess.run([cc, flag, "-x", "c", "-c", "-o", "probe.o", "-"], input="int x;\n", capture_output=True, text=True, cwd=tmp)
     return p.returncode == 0
 
 
