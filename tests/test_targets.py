@@ -324,3 +324,15 @@ def test_fast_path_keeps_every_check(toy_bundle):
             pred.predict(bad, k=3)
     with pytest.raises(InputError, match="k must be"):
         pred.predict(good, k=0)
+
+
+@needs_cc
+def test_cli_check_reports_the_profiles_targets(graphs, capsys):
+    from edgebm.cli import main
+
+    assert main(["check", graphs["mlp-fp32"], "--profile", "iot", "--runs", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "c_flash" in out and "c_top1_mismatch" in out and "reference_top1_mismatch" in out
+    assert main(["check", graphs["dscnn-int8"], "--profile", "smartphone", "--runs", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "accelerator_cpu_nodes" in out and "ort_top1_mismatch" in out

@@ -112,14 +112,14 @@ def accelerator_coverage(onnx_path: str | Path, accelerator: str) -> Accelerator
     )
 
 
-def accelerator_lines(onnx_path: str | Path, profile: DeviceProfile) -> tuple[list[BudgetLine], AcceleratorCoverage | None]:
+def accelerator_lines(onnx_path: str | Path, profile: DeviceProfile, fixed_path: str | Path | None = None) -> tuple[list[BudgetLine], AcceleratorCoverage | None]:
     """Gate lines for the profile's accelerator, judged on the batch-1 graph made from ``onnx_path``.
 
     Two lines, both able to fail: ``accelerator_cpu_nodes`` (share of nodes left on the CPU, %, against
     ``100 - accelerator_min_nodes_pct``) and ``accelerator_partitions`` (against
     ``accelerator_max_partitions``). No lines for ``accelerator = "none"``. Where the unsupported ops
     are QuantizeLinear/DequantizeLinear (int8 QDQ on CoreML), the note says the accelerator needs
-    another precision (fp16).
+    another precision (fp16). ``fixed_path``: the batch-1 graph when the caller already made it.
     """
     from ..deploy.fixed_shape import write_fixed_shape
 
@@ -127,9 +127,10 @@ def accelerator_lines(onnx_path: str | Path, profile: DeviceProfile) -> tuple[li
     if c.accelerator == "none":
         return [], None
     with tempfile.TemporaryDirectory(prefix="edgebm-accel-") as tmp:
-        fixed = Path(tmp) / "fixed.onnx"
+        fixed = Path(fixed_path) if fixed_path is not None else Path(tmp) / "fixed.onnx"
         try:
-            write_fixed_shape(onnx_path, fixed)
+            if fixed_path is None:
+                write_fixed_shape(onnx_path, fixed)
             cov = accelerator_coverage(fixed, c.accelerator)
         except Exception as e:  # a graph that cannot be fixed to batch 1 cannot go to the accelerator
             n = 0

@@ -43,6 +43,8 @@ C_DIR = "c"
 #: emlearn runtime headers the float MLP path includes (copied next to model.c)
 EMLEARN_HEADERS = ("eml_net.h", "eml_common.h", "eml_net_common.h", "eml_log.h")
 _TEMPLATES = Path(__file__).with_name("c_templates")
+#: ops an MLP graph (float or QDQ int8) may hold for the C target
+_MLP_OPS = {"ReduceMax", "Sub", "Clip", "Max", "Div", "Gemm", "Relu", "QuantizeLinear", "DequantizeLinear", "Identity"}
 
 
 def _emlearn():
@@ -476,6 +478,10 @@ def export_c(
         body = f"#define EDGEBM_N_CLASSES {k}\n" + body
         notes.append("linear model: edgebm dense kernel (one float layer" + (", logistic" if layer.logistic else "") + ")")
     elif "Gemm" in ops:
+        extra = ops - _MLP_OPS
+        if extra:
+            raise ExportError(f"C export: no C generator for {', '.join(sorted(extra))} (the C target covers MLPs in float/int8, "
+                              "decision trees, gradient-boosted trees and linear models)")
         layers = _neural_layers(g, feat)
         k = layers[-1].w.shape[0]
         float_net = not any(l.int8 or l.out_q for l in layers) and len(layers) >= 2

@@ -114,7 +114,7 @@ def _reference(onnx_path: str | Path, rows: np.ndarray, chk: TargetCheck) -> Non
     mism = 100.0 * (1.0 - res["top1_agreement"])
     chk.lines.append(BudgetLine("reference_top1_mismatch", round(mism, 3), REFERENCE_MAX_MISMATCH_PCT, "%",
                                 "pass" if mism <= REFERENCE_MAX_MISMATCH_PCT else "fail",
-                                f"top-1 of onnx.reference.ReferenceEvaluator vs onnxruntime on {res['n_samples']} held-out rows "
+                                f"top-1 of onnx.reference.ReferenceEvaluator vs onnxruntime on {res['n_samples']} rows "
                                 f"(max |score diff| {res['max_abs_diff']:.3g})"))
 
 
@@ -128,7 +128,7 @@ def _accelerator(onnx_path: str | Path, profile: DeviceProfile, work: Path, chk:
     except Exception as e:  # a graph the tools cannot fix to batch 1 cannot go to the accelerator
         chk.lines.append(_line_fail("accelerator_cpu_nodes", "no fixed-shape graph", e))
         return Path(onnx_path)
-    lines, cov = accelerator_lines(onnx_path, profile)
+    lines, cov = accelerator_lines(onnx_path, profile, fixed_path=fixed)
     chk.lines += lines
     chk.files[FIXED_MODEL_FILE] = fixed
     dyn = accelerator_coverage(onnx_path, profile.compute.accelerator)
