@@ -330,9 +330,10 @@ def test_fast_path_keeps_every_check(toy_bundle):
 def test_cli_check_reports_the_profiles_targets(graphs, capsys):
     from edgebm.cli import main
 
-    assert main(["check", graphs["mlp-fp32"], "--profile", "iot", "--runs", "50"]) == 0
+    # exit 3 is possible on a loaded host (the latency lines); the target lines are printed either way
+    assert main(["check", graphs["mlp-fp32"], "--profile", "iot", "--runs", "50"]) in (0, 3)
     out = capsys.readouterr().out
     assert "c_flash" in out and "c_top1_mismatch" in out and "reference_top1_mismatch" in out
-    assert main(["check", graphs["dscnn-int8"], "--profile", "smartphone", "--runs", "50"]) == 0
+    assert main(["check", graphs["dscnn-int8"], "--profile", "smartphone", "--runs", "50"]) in (0, 3)
     out = capsys.readouterr().out
     assert "accelerator_cpu_nodes" in out and "ort_top1_mismatch" in out
