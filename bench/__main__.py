@@ -1,5 +1,6 @@
-"""Benchmarks: ``python -m bench SUITE [--quick]`` (or ``edgebm bench SUITE``); ``all`` runs every suite.
+"""Benchmarks, run from a source checkout: ``python -m bench SUITE [--quick] [--out DIR]``; ``all`` runs every suite.
 
+``bench/`` is a checkout tool, not part of the installed package (there is no ``edgebm bench`` command).
 Each suite measures side by side in one run, prints a Markdown table and writes it (and PNGs)
 to ``bench/results/`` with the command, machine and date.
 """
@@ -20,6 +21,8 @@ SUITES = {
     "throughput": "bench.throughput",
     "adaptation": "bench.adaptation",
     "targets": "bench.targets",
+    "pretrain": "bench.pretrain",
+    "generalise": "bench.generalise",
 }
 
 
@@ -29,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="small sizes for a smoke run (minutes)")
     p.add_argument("--out", default=None, help="results folder (default bench/results)")
     a = p.parse_args(argv)
-    names = list(SUITES) if a.suite == "all" else [a.suite]
+    # "all" regenerates the measurements, not the shipped weights (run `pretrain` on its own)
+    names = [n for n in SUITES if n != "pretrain"] if a.suite == "all" else [a.suite]
     for name in names:
         t0 = time.perf_counter()
         mod = importlib.import_module(SUITES[name])

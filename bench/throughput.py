@@ -16,6 +16,7 @@ from .common import RESULTS, header, md_table, write_text
 
 
 def run(quick: bool = False, out_dir: Path = RESULTS, argv: str = "") -> str:
+    from bench.sim_throughput import BUILD_MS
     from bench.sim_throughput import run as sim_run
 
     from edgebm.emulator import EmulatorConfig, parse_shift, run_emulator
@@ -25,9 +26,14 @@ def run(quick: bool = False, out_dir: Path = RESULTS, argv: str = "") -> str:
     samples, repeats = (4000, 2) if quick else (20000, 3)
     sim_rows = sim_run(samples, repeats)
     lines = header("Simulator and emulator throughput (suite 5)", f"python -m bench throughput{' --quick' if quick else ''}",
-                   [f"simulator: {samples} UE samples per run, {repeats} runs per row (median, min, max); 28 GHz, city0, 24 subcarriers, 20 dB"])
+                   [f"simulator: {samples} UE samples per run, {repeats} runs per row timed round-robin (median, min, max); "
+                    "28 GHz, 24 subcarriers; city0 at 20 dB, random cities at 0-30 dB per sample (rows: see "
+                    "bench/sim_throughput.py)"])
     lines += ["## Simulator", ""]
     lines += md_table(["scenario", "UE samples/s (median)", "min", "max"], [[n, round(m), round(lo), round(hi)] for n, m, lo, hi in sim_rows])
+    if BUILD_MS:
+        lines += ["", f"Building one fresh random city completely (layout, tables of every apex) took {BUILD_MS[0]:.0f} ms "
+                  "on average over 10 cities.", ""]
     with tempfile.TemporaryDirectory() as td:
         res = export_for_profile("smartphone", default_dataset(4000, 0), Path(td) / "b", families=["mlp"],
                                  train_cfg=TrainConfig(epochs=5, seed=0), latency_runs=50)

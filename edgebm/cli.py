@@ -153,52 +153,167 @@ class _RichProgress:
 
 
 # ---------------------------------------------------------------- data
-def cmd_data_generate(a: argparse.Namespace) -> int:
-    from .data import save_dataset
-    from .data.simulated import generate_dataset
-    from .sim import ScenarioConfig
+def _radio_error(e: Exception) -> CliError:
+    """A ScenarioConfig / RandomScenario ConfigError as one line naming the command-line flag."""
+    from .sim.config import RADIO_OPTIONS
+
+    name = str(getattr(e, "field", "")).rsplit(".", 1)[-1]
+    flag = {**{k: v[0] for k, v in RADIO_OPTIONS.items()}, "cities": "--cities", "city": "--scenario"}.get(name)
+    if flag and hasattr(e, "problem"):
+        return CliError(f"{flag}: {e.problem}" + (f"; {e.fix}" if e.fix else ""))
+    return CliError(f"scenario: {e}")
+
+
+def _snr_range(text: str) -> tuple[float, float]:
+    import math
 
     try:
-        cfg = ScenarioConfig(
-            city=a.scenario, carrier_hz=a.carrier, bs_array=a.bs_array, ue_array=a.ue_array, sectors=a.sectors,
-            set_b=a.set_b, set_a=a.set_a, snr_db=a.snr_db, n_subcarriers=a.subcarriers, region=a.region,
-            codebook_a=a.codebook, codebook_seed=a.codebook_seed,
-        )
-    except (ValueError, TypeError) as e:
+        parts = [float(v) for v in text.split(":")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2) or not all(math.isfinite(v) for v in parts):
+        raise CliError(f"--snr-db: expected a number (dB) like 20 or a range LOW:HIGH like 0:30, got {text!r}")
+    return parts[0], parts[-1]
+
+
+def _scenario_from_args(a: argparse.Namespace):
+    """ScenarioConfig (named city) or RandomScenario from the ``data generate`` options."""
+    from .errors import ConfigError
+    from .sim import RandomScenario, ScenarioConfig
+    from .sim.config import radio_default
+
+    snr = _snr_range(a.snr_db) if a.snr_db is not None else (
+        RandomScenario().snr_db if a.scenario == "random" else (radio_default("snr_db"),) * 2)
+    rand_ue, rand_fc = a.ue_array == "random", a.carrier == "random"
+    ue = (1, 1) if rand_ue else _array_shape_or_cli(a.ue_array, "--ue-array")
+    try:
+        fc = 28e9 if rand_fc else float(a.carrier)
+    except ValueError:
+        raise CliError(f"--carrier: expected a frequency in Hz like 28e9 or 'random', got {a.carrier!r}") from None
+    radio = dict(carrier_hz=fc, bs_array=a.bs_array, ue_array=ue, sectors=a.sectors, set_b=a.set_b, set_a=a.set_a,
+                 n_subcarriers=a.subcarriers, codebook_a=a.codebook, codebook_seed=a.codebook_seed)
+    try:
+        if a.scenario == "random":
+            if a.region != "all":
+                raise CliError("--region: quadrants are not available with --scenario random; leave it at 'all'")
+            return RandomScenario(cities=100 if a.cities is None else a.cities, snr_db=snr, random_ue_array=rand_ue,
+                                  random_carrier=rand_fc, base=ScenarioConfig(**radio))
+        for flag, bad in (("--cities", a.cities is not None), ("--snr-db", snr[0] != snr[1]),
+                          ("--ue-array", rand_ue), ("--carrier", rand_fc)):
+            if bad:
+                raise CliError(f"{flag}: {'a range / random value' if flag != '--cities' else 'a city count'} "
+                               "needs --scenario random")
+        return ScenarioConfig(city=a.scenario, snr_db=snr[0], region=a.region, **radio)
+    except ConfigError as e:
+        raise _radio_error(e) from None
+    except TypeError as e:
         raise CliError(f"scenario: {e}") from None
+
+
+def _array_shape_or_cli(text: str, flag: str) -> tuple[int, int]:
+    try:
+        return _array_shape(text)
+    except argparse.ArgumentTypeError as e:
+        raise CliError(f"{flag}: {e}") from None
+
+
+def cmd_data_generate(a: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .data import save_dataset
+    from .data.simulated import generate_dataset
+    from .outputs import check_output_file
+    from .sim import RandomScenario
+
+    scn = _scenario_from_args(a)
+    is_random = isinstance(scn, RandomScenario)
     traj = None
     if a.trajectories:
+        if is_random:
+            raise CliError("--trajectories: not available with --scenario random (UE drops only)")
         try:
             n_ues, n_steps, dt = a.trajectories.split(":")
             traj = (int(n_ues), int(n_steps), float(dt))
+            if traj[0] < 1 or traj[1] < 1 or not math.isfinite(traj[2]) or traj[2] <= 0:
+                raise ValueError
         except ValueError:
-            raise CliError(f"--trajectories expects N_UES:N_STEPS:DT_S like 50:100:0.02, got {a.trajectories!r}") from None
-    if a.samples < 1:
-        raise CliError(f"--samples must be >= 1, got {a.samples}")
+            raise CliError(f"--trajectories expects N_UES:N_STEPS:DT_S (integers >= 1, DT_S > 0 s) like 50:100:0.02, "
+                           f"got {a.trajectories!r}") from None
+    if a.paths_out and is_random:
+        raise CliError("--paths-out: not available with --scenario random (each city has its own frame)")
     con = _console()
-    with con.status(f"simulating {a.samples if traj is None else traj[0] * traj[1]} UE samples in {a.scenario}..."):
+    where = f"{scn.cities} random cities" if is_random else a.scenario
+    n_total = a.samples if traj is None else traj[0] * traj[1]
+    if a.shards is not None:
+        return _generate_shards(a, scn, traj, con, where, n_total)
+    if a.workers != 1:
+        raise CliError("--workers: parallel generation needs --shards N (shards are generated independently)")
+    if Path(a.out).is_dir():
+        raise CliError(f"--out: {a.out} is a folder; pass --shards N to write a shard folder, or give a .npz file name")
+    check_output_file(a.out, "--out")           # before simulating
+    if a.paths_out:
+        check_output_file(a.paths_out, "--paths-out")
+    with con.status(f"simulating {n_total} UE samples in {where}..."):
         if a.paths_out:
             from .data.paths import save_path_table
             from .data.simulated import dataset_from_sim
             from .sim import simulate, simulate_trajectories
             from .sim.pathtable import sim_to_path_table
 
-            res = (simulate_trajectories(cfg, n_ues=traj[0], n_steps=traj[1], dt_s=traj[2], seed=a.seed) if traj
-                   else simulate(cfg, n_samples=a.samples, seed=a.seed))
+            res = (simulate_trajectories(scn, n_ues=traj[0], n_steps=traj[1], dt_s=traj[2], seed=a.seed) if traj
+                   else simulate(scn, n_samples=a.samples, seed=a.seed))
             ds = dataset_from_sim(res)
             save_path_table(a.paths_out, sim_to_path_table(res))
             con.print(f"wrote path table {a.paths_out}")
         else:
-            ds = generate_dataset(cfg, n_samples=a.samples, seed=a.seed, trajectories=traj)
+            ds = generate_dataset(scn, n_samples=a.samples, seed=a.seed, trajectories=traj)
     path = save_dataset(ds, a.out)
-    con.print(f"wrote {path}: {len(ds)} samples, Set B {ds.n_b} -> Set A {ds.n_a}, LOS {ds.los.mean():.0%}")
+    extra = f", {len(np.unique(ds.city_id))} cities" if is_random else ""
+    con.print(f"wrote {path}: {len(ds)} samples, Set B {ds.n_b} -> Set A {ds.n_a}, LOS {ds.los.mean():.0%}{extra}")
+    return EXIT_OK
+
+
+def _generate_shards(a: argparse.Namespace, scn: Any, traj: Any, con: Any, where: str, n_total: int) -> int:
+    from .data.shards import ShardSpec, read_index, write_shards
+    from .errors import ConfigError
+
+    if a.paths_out:
+        raise CliError("--paths-out: not available with --shards (write a single file to export paths)")
+    try:
+        spec = ShardSpec(scn, a.samples, a.seed, a.shards, trajectories=traj)
+    except ConfigError as e:
+        raise CliError(f"--{e.field.split('.')[0].replace('_', '-')}: {e.problem}" + (f"; {e.fix}" if e.fix else "")) from None
+    with _RichProgress() as prog:
+        prog("shards", 0, spec.shards, f"{n_total} UE samples in {where}")
+        report = lambda done, total: prog("shards", done, total, f"{n_total} UE samples in {where}")  # noqa: E731
+        if a.workers > 1:
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(max_workers=a.workers) as pool:
+                out = write_shards(spec, a.out, map_fn=pool.map, progress=report)
+        else:
+            out = write_shards(spec, a.out, progress=report)
+    idx = read_index(out)
+    con.print(f"wrote {out}/: {idx['n_samples']} samples in {len(idx['shards'])} shards + index.json, "
+              f"Set B {idx['set_b']} -> Set A {idx['set_a']}")
     return EXIT_OK
 
 
 def cmd_data_from_paths(a: argparse.Namespace) -> int:
     from .data import save_dataset
     from .data.paths import dataset_from_path_table, load_path_table
+    from .errors import ConfigError
+    from .outputs import check_output_file
+    from .sim import ScenarioConfig
 
+    try:    # the radio options first (cheap), with the flag's name in the message
+        ScenarioConfig(bs_array=a.bs_array, ue_array=a.ue_array, set_b=a.set_b, set_a=a.set_a, snr_db=a.snr_db,
+                       n_subcarriers=a.subcarriers, downtilt_deg=8.0 if a.downtilt is None else a.downtilt)
+    except ConfigError as e:
+        if e.field.endswith("downtilt_deg"):
+            raise CliError(f"--downtilt: {e.problem}; {e.fix}") from None
+        raise _radio_error(e) from None
+    check_output_file(a.out, "--out")
     table = load_path_table(a.paths)
     try:
         ds, info = dataset_from_path_table(
@@ -228,6 +343,9 @@ def cmd_data_raytrace(a: argparse.Namespace) -> int:
             raise ValueError
     except ValueError:
         raise CliError("--tx expects X,Y,Z (m) and --grid 'X0,X1,NX;Y0,Y1,NY;Z' (m)") from None
+    from .outputs import check_output_file
+
+    check_output_file(a.out, "--out")           # before ray tracing
     info: dict = {}
     try:
         with _console().status(f"ray tracing {a.scene} at {a.carrier / 1e9:g} GHz, depth {a.max_depth}..."):
@@ -240,19 +358,25 @@ def cmd_data_raytrace(a: argparse.Namespace) -> int:
 
 
 def cmd_data_info(a: argparse.Namespace) -> int:
+    import numpy as np
     from rich.table import Table
 
-    from .data import load_dataset
+    from .data import open_dataset
 
-    ds = load_dataset(a.file)
-    t = Table(title=str(a.file))
-    t.add_column("field")
-    t.add_column("shape")
-    t.add_column("dtype")
-    t.add_column("min", justify="right")
-    t.add_column("max", justify="right")
-    for k, v in ds.arrays.items():
-        t.add_row(k, str(v.shape), str(v.dtype), f"{v.min():.4g}", f"{v.max():.4g}")
+    ds = open_dataset(a.file)          # a file or a shard folder; statistics one shard at a time
+    stats: dict[str, list[Any]] = {}
+    for j in range(ds.n_shards):
+        part = ds.shard(j)
+        for k, v in part.arrays.items():
+            lo, hi = (float(v.min()), float(v.max())) if v.size else (np.nan, np.nan)
+            st = stats.setdefault(k, [v.shape[1:], v.dtype, lo, hi])
+            st[2], st[3] = min(st[2], lo), max(st[3], hi)
+    title = str(a.file) + (f" ({ds.n_shards} shards)" if ds.n_shards > 1 or Path(a.file).is_dir() else "")
+    t = Table(title=title)
+    for col, just in (("field", "left"), ("shape", "left"), ("dtype", "left"), ("min", "right"), ("max", "right")):
+        t.add_column(col, justify=just)
+    for k, (tail, dtype, lo, hi) in stats.items():
+        t.add_row(k, str((len(ds),) + tuple(tail)), str(dtype), f"{lo:.4g}", f"{hi:.4g}")
     _console(False).print(t)
     print(json.dumps(ds.meta, indent=2))
     return EXIT_OK
@@ -297,10 +421,10 @@ def _budget_table(report, title: str):
     for col in ("line", "value", "limit", "unit", "status", "note"):
         t.add_column(col, justify="right" if col in ("value", "limit") else "left")
     colors = {"pass": "green", "fail": "bold red", "warn": "yellow", "info": "dim"}
-    from .budget.gate import _fmt
+    from .numfmt import fmt_num
 
     for l in report.lines:
-        t.add_row(l.name, _fmt(l.value), _fmt(l.limit), l.unit, f"[{colors[l.status]}]{l.status.upper()}[/]", l.note)
+        t.add_row(l.name, fmt_num(l.value), fmt_num(l.limit), l.unit, f"[{colors.get(l.status, 'dim')}]{l.status.upper()}[/]", l.note)
     return t
 
 
@@ -479,7 +603,9 @@ def cmd_train(a: argparse.Namespace) -> int:
                                 for j in range(seq.shape[1])], "n": int(len(xs))}
     else:
         scores = model.decision_scores(test.rsrp_b if not getattr(model, "use_position", False) else model._x(test))
-        metrics = summarize(scores, test.rsrp_a, test.noise_dbm)
+        from .evaluate import dataset_beam_xy
+
+        metrics = summarize(scores, test.rsrp_a, test.noise_dbm, dataset_beam_xy(test))
     res = model.result
     config = {"family": a.model, "model": model.config(), "data": {"path": str(a.data), "meta": ds.meta, "n": len(ds),
               "split": {"train": len(train), "val": len(val), "test": len(test), "seed": a.seed}},
@@ -500,15 +626,14 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from rich.table import Table
 
     from .data import load_dataset
-    from .evaluate import COLUMNS, evaluation_rows, scores_from
+    from .evaluate import COLUMNS, choose_split, evaluation_rows, scores_from
     from .models.estimator import ModelError
+    from .numfmt import fmt_num
 
-    ds = load_dataset(a.data)
-    if a.split == "test":  # the held-out split edgebm train / export used with the same seed
-        ds = ds.split((0.8, 0.1, 0.1), seed=a.seed)[2]
     src = Path(a.source)
     if not src.exists():
         raise CliError(f"{src}: no such run or bundle folder")
+    ds, split = choose_split(load_dataset(a.data), src, a.split, a.seed)
     try:
         label, scores = scores_from(src, ds)
     except ModelError as e:
@@ -518,14 +643,15 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     train = load_dataset(a.train_data) if a.train_data else None
     rows = evaluation_rows(scores, ds, label, train=train, cycle_ms=a.cycle_ms, seed=a.seed)
     if a.json:
-        print(json.dumps({"source": str(src), "data": str(a.data), "n": len(ds), "rows": rows}, indent=2))
+        print(json.dumps({"source": str(src), "data": str(a.data), "split": split, "n": len(ds), "rows": rows}, indent=2))
         return EXIT_OK
-    t = Table(title=f"{src} on {a.data} ({len(ds)} samples, {ds.n_b}->{ds.n_a}, cycle {a.cycle_ms:g} ms)")
+    t = Table(title=f"{src} on {a.data}: {split}; {ds.n_b}->{ds.n_a} beams, cycle {a.cycle_ms:g} ms")
     for c in COLUMNS:
         t.add_column(c, justify="left" if c == "method" else "right")
     for r in rows:
-        t.add_row(*[("-" if r.get(c) is None else (f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]))) for c in COLUMNS])
+        t.add_row(*[fmt_num(r.get(c)) for c in COLUMNS])
     _console(False).print(t)
+    print(f"evaluated on {split}")
     return EXIT_OK
 
 
@@ -625,19 +751,32 @@ def cmd_verify(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# ---------------------------------------------------------------- bench
-def cmd_bench(a: argparse.Namespace) -> int:
-    root = Path(__file__).resolve().parents[1]
-    if not (root / "bench" / "__main__.py").is_file():
-        raise CliError("the benchmarks live in the source checkout's bench/ folder; run edgebm bench from a clone (pip install -e .)")
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    from bench.__main__ import main as bench_main
-
-    return bench_main([a.suite] + (["--quick"] if a.quick else []))
-
-
 # ---------------------------------------------------------------- parser
+def _radio_arguments(p: argparse.ArgumentParser, names: Sequence[str], ranged: Sequence[str] = ()) -> None:
+    """Add the radio options ``names`` (ScenarioConfig fields) with the flag, help and default declared once in
+    :data:`edgebm.sim.config.RADIO_OPTIONS`. ``ranged``: options that also take a range / ``random`` (random
+    scenario), parsed by the command."""
+    from .sim.config import RADIO_OPTIONS, radio_default
+
+    extra = {"snr_db": "; LOW:HIGH draws it per sample (random scenario)",
+             "carrier_hz": "; random draws it per city (random scenario)",
+             "ue_array": "; random draws it per city (random scenario)"}
+    for name in names:
+        flag, text = RADIO_OPTIONS[name]
+        d = radio_default(name)
+        shown = "x".join(map(str, d)) if isinstance(d, tuple) else f"{d:g}" if isinstance(d, float) else str(d)
+        if name in ranged:
+            kind: Any = str
+            default: Any = None if name == "snr_db" else shown
+            if name == "snr_db":
+                shown += "; random scenario 0:30"
+        else:
+            kind = _array_shape if isinstance(d, tuple) else type(d)
+            default = d
+        p.add_argument(flag, type=kind, default=default, help=f"{text}{extra.get(name, '') if name in ranged else ''} "
+                       f"(default {shown})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -647,35 +786,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("data", help="generate or inspect BeamDataset files").add_subparsers(dest="data_cmd", required=True, metavar="SUBCOMMAND")
     g = d.add_parser("generate", help="simulate a scenario into a BeamDataset .npz")
-    g.add_argument("--scenario", default="city0", help="city0..city3 (default city0)")
-    g.add_argument("--samples", type=int, default=20000, help="UE drops (default 20000)")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--set-b", type=int, default=16, help="wide beams measured (default 16)")
-    g.add_argument("--set-a", type=int, default=64, help="narrow beams to predict (default 64)")
-    g.add_argument("--snr-db", type=float, default=20.0, help="per-element SNR, dB (default 20)")
-    g.add_argument("--carrier", type=float, default=28e9, help="carrier, Hz: 3.5e9, 15e9 or 28e9 (default 28e9)")
-    g.add_argument("--bs-array", type=_array_shape, default=(8, 8), help="BS UPA ROWSxCOLS (default 8x8)")
-    g.add_argument("--ue-array", type=_array_shape, default=(1, 1), help="UE UPA 1x1, 2x2, 4x4 or 8x8 (default 1x1)")
-    g.add_argument("--sectors", type=int, default=1, help="1 or 3 BS sectors (default 1)")
-    g.add_argument("--subcarriers", type=int, default=24, help="OFDM subcarriers (default 24)")
-    g.add_argument("--region", default="all", help="all or a quadrant q0..q3 (default all)")
-    g.add_argument("--codebook", default="dft", help="Set A codebook: dft or random (default dft)")
-    g.add_argument("--codebook-seed", type=int, default=0)
+    g.add_argument("--scenario", default="city0", help="city0..city3, or random: K procedurally drawn cities "
+                   "(never city0..city3) (default city0)")
+    g.add_argument("--cities", type=_int_arg(1), default=None, help="random scenario: number of cities K (default 100)")
+    g.add_argument("--samples", type=_int_arg(1), default=20000, help="UE drops (default 20000)")
+    g.add_argument("--seed", type=_SEED, default=0)
+    _radio_arguments(g, ("set_b", "set_a", "snr_db", "carrier_hz", "bs_array", "ue_array", "sectors", "n_subcarriers",
+                         "region", "codebook_a", "codebook_seed"), ranged=("snr_db", "carrier_hz", "ue_array"))
     g.add_argument("--trajectories", default=None, metavar="N_UES:N_STEPS:DT_S", help="UEs moving along streets instead of drops")
     g.add_argument("--paths-out", default=None, help="also write the simulator's paths as a path table .npz")
-    g.add_argument("--out", required=True, help="output .npz")
+    g.add_argument("--shards", type=_int_arg(1), default=None, metavar="N", help="write a folder of N .npz shards + "
+                   "index.json (--out is the folder; loads as one dataset everywhere, streams with open_dataset)")
+    g.add_argument("--workers", type=_int_arg(1), default=1, help="processes generating shards in parallel (same bytes; default 1)")
+    g.add_argument("--out", required=True, help="output .npz (or folder with --shards)")
     g.set_defaults(func=cmd_data_generate)
     fp = d.add_parser("from-paths", help="build a BeamDataset from a ray-traced path table (docs/path_table.md)")
     fp.add_argument("paths", help="path table .npz (DeepMIMO v4 names)")
-    fp.add_argument("--bs-array", type=_array_shape, default=(8, 8))
-    fp.add_argument("--ue-array", type=_array_shape, default=(1, 1))
-    fp.add_argument("--set-b", type=int, default=16)
-    fp.add_argument("--set-a", type=int, default=64)
-    fp.add_argument("--snr-db", type=float, default=20.0)
-    fp.add_argument("--subcarriers", type=int, default=24)
+    _radio_arguments(fp, ("bs_array", "ue_array", "set_b", "set_a", "snr_db", "n_subcarriers"))
     fp.add_argument("--boresight-az", type=float, default=None, help="BS panel azimuth, deg (default: from the table or towards the users)")
     fp.add_argument("--downtilt", type=float, default=None, help="BS downtilt, deg (default 8)")
-    fp.add_argument("--seed", type=int, default=0)
+    fp.add_argument("--seed", type=_SEED, default=0)
     fp.add_argument("--out", required=True)
     fp.set_defaults(func=cmd_data_from_paths)
     rt = d.add_parser("raytrace", help="ray-trace a Sionna RT scene into a path table (extra: edgebm[raytrace])")
@@ -687,8 +817,8 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--seed", type=int, default=0)
     rt.add_argument("--out", required=True)
     rt.set_defaults(func=cmd_data_raytrace)
-    i = d.add_parser("info", help="validate and summarise a dataset")
-    i.add_argument("file")
+    i = d.add_parser("info", help="validate and summarise a dataset (.npz or shard folder)")
+    i.add_argument("file", help="dataset .npz or shard folder")
     i.set_defaults(func=cmd_data_info)
 
     pr = sub.add_parser("profiles", help="list or show device profiles").add_subparsers(dest="profiles_cmd", required=True, metavar="SUBCOMMAND")
@@ -700,7 +830,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("export", help="train, export, gate and write export/<profile>/")
     e.add_argument("--profile", required=True, help="profile name or path to a .toml")
-    e.add_argument("--data", default=None, help="BeamDataset .npz (default: simulate the embedded default scenario)")
+    e.add_argument("--data", default=None, help="BeamDataset .npz or shard folder (default: simulate the embedded default scenario)")
     e.add_argument("--out", default=None, help="bundle folder (default export/<profile>)")
     e.add_argument("--seed", type=_SEED, default=0)
     e.add_argument("--samples", type=_int_arg(1), default=20000, help="samples to simulate when --data is not given")
@@ -711,7 +841,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_export)
 
     tr = sub.add_parser("train", help="train one model family on a dataset into a run folder")
-    tr.add_argument("--data", required=True, help="BeamDataset .npz")
+    tr.add_argument("--data", required=True, help="BeamDataset .npz or shard folder")
     tr.add_argument("--model", required=True, help="family: mlp, dscnn, teacher, teacher_pos, gru, svm_linear, svm_rbf, tree, gbt, sgd")
     tr.add_argument("--out", required=True, help="run folder to write")
     tr.add_argument("--epochs", type=_int_arg(1), default=40)
@@ -729,11 +859,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="metrics of a run or bundle next to the baselines")
     ev.add_argument("source", help="run folder (edgebm train) or bundle folder (edgebm export)")
-    ev.add_argument("--data", required=True, help="BeamDataset .npz to evaluate on")
+    ev.add_argument("--data", required=True, help="BeamDataset .npz or shard folder to evaluate on")
     ev.add_argument("--train-data", default=None, help="training dataset for the nearest-position baseline")
     ev.add_argument("--cycle-ms", type=_float_arg(0.0), default=20.0, help="beam cycle for effective SE after overhead (default 20)")
-    ev.add_argument("--split", choices=("all", "test"), default="all", help="evaluate on all rows or on the held-out test split of train/export")
-    ev.add_argument("--seed", type=_SEED, default=0, help="split seed (as given to train/export) and seed of the baselines' measurement noise")
+    ev.add_argument("--split", choices=("auto", "all", "test"), default="auto",
+                    help="auto (default): the held-out test split when the data is the run's own training data, else all rows; "
+                         "test: the test split with --seed; all: every row")
+    ev.add_argument("--seed", type=_SEED, default=0, help="seed of the baselines' measurement noise (and the split seed for --split test)")
     ev.add_argument("--json", action="store_true", help="machine-readable output")
     ev.set_defaults(func=cmd_evaluate)
 
@@ -755,11 +887,6 @@ def build_parser() -> argparse.ArgumentParser:
     em.add_argument("--trusted-key", action="append", default=[], metavar="KEY.pub.pem",
                     help="refuse the bundle unless it is signed by this ed25519 public key (repeatable; extra: edgebm[sign])")
     em.set_defaults(func=cmd_emulate)
-
-    b = sub.add_parser("bench", help="run a benchmark suite (writes bench/results/)")
-    b.add_argument("suite", choices=("latency", "accuracy", "hetero", "compress", "throughput", "adaptation", "all"))
-    b.add_argument("--quick", action="store_true", help="small sizes (minutes)")
-    b.set_defaults(func=cmd_bench)
 
     c = sub.add_parser("check", help="run the budget gate on any ONNX file")
     c.add_argument("model", help="model .onnx")

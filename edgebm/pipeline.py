@@ -20,13 +20,14 @@ import numpy as np
 
 from . import __version__
 from .budget import BudgetReport, run_gate, thop_flops
-from .budget.latency import ort_session
+from .runtime.session import ort_session
 from .data import BeamDataset, load_dataset
 from .atomic import ScratchDir
 from .deploy import check_parity, export_onnx, write_bundle
 from .deploy.bundle import bundle_out_dir
 from .deploy.onnx_export import INPUT_NAME, OUTPUT_NAMES
 from .deploy.targets import check_targets, target_writers
+from .evaluate import dataset_beam_xy
 from .metrics import summarize
 from .profiles import DeviceProfile, load_profile
 from .train import TrainConfig
@@ -39,12 +40,13 @@ __all__ = [
 DEFAULT_SAMPLES = 20000
 DEFAULT_SEED = 0
 #: families export can try for BM-Case1 bundles (gru needs trajectories and history windows)
-EXPORTABLE = ("mlp", "dscnn", "teacher", "teacher_pos", "svm_linear", "svm_rbf", "tree", "gbt", "sgd")
+EXPORTABLE = ("mlp", "dscnn", "angular", "teacher", "teacher_pos", "svm_linear", "svm_rbf", "tree", "gbt", "sgd")
 #: per-family model settings and epochs used by export (sized so a profile exports in minutes on 2 cores)
 FAMILY_SETTINGS: dict[str, tuple[dict[str, Any], int]] = {
     "mlp": ({"hidden": (256, 256)}, 40),
     "mlp_tiny": ({"hidden": (32,)}, 40),
     "dscnn": ({}, 12),
+    "angular": ({"hidden": (256, 256)}, 30),
     "teacher": ({"upsample": 16}, 10),
     "teacher_pos": ({"upsample": 16}, 10),
 }
@@ -266,6 +268,11 @@ def _variants(stem, model, prof, tmp, train, val, test, calib, max_drop, runs, p
                          "outputs": [{"name": OUTPUT_NAMES[0], "shape": ["batch", test.n_a], "dtype": "float32"},
                                      {"name": OUTPUT_NAMES[1], "shape": ["batch", int(model.module.head.in_features)], "dtype": "float32"}],
                          "model_config": model.config()}
+            if hasattr(model.module, "forward_aps"):  # codebook-aware: the APS output serves new codebooks (Predictor.set_codebook)
+                from .deploy.onnx_export import APS_OUTPUT
+
+                base.info["outputs"].append({"name": APS_OUTPUT, "shape": ["batch", int(model.module.grid) ** 2], "dtype": "float32"})
+                base.info["aps_output"] = APS_OUTPUT
             thop = thop_flops(model.module, train.rsrp_b)
         else:
             from .deploy.sklearn_export import check_sklearn_parity, export_sklearn
@@ -282,16 +289,19 @@ def _variants(stem, model, prof, tmp, train, val, test, calib, max_drop, runs, p
     if isinstance(model, TorchBeamModel):
         for prec in [p for p in prof.precision.allowed if p != "fp32"]:
             variants.append(_quantised(stem, model, prec, fp32, tmp, calib, val, test, threads, max_drop, base))
+    # the head the UE updates (gate line trainable_head vs the profile's max_trainable_params)
+    head_params = sum(int(p.numel()) for p in model.module.head.parameters()) if base.info.get("feature_output") else None
     for c in variants:
         if c.error or c.onnx_path is None:
             continue
         progress("gate", 0, 1, c.name)
-        c.report = run_gate(c.onnx_path, prof, test.rsrp_b[:1], thop=thop if c.precision == "fp32" else None, runs=runs, precision=c.precision)
         c.info["targets"] = check_targets(c.onnx_path, prof, tmp / f"targets-{stem}-{c.precision}", x=test.rsrp_b, model=model,
                                           family=c.family, precision=c.precision, latency_runs=runs)
-        c.report.lines += c.info["targets"].lines  # target gate lines (accelerator, ORT format, C, TensorRT) decide too
+        # target gate lines (accelerator, ORT format, C, TensorRT) decide too
+        c.report = run_gate(c.onnx_path, prof, test.rsrp_b[:1], thop=thop if c.precision == "fp32" else None, runs=runs, precision=c.precision,
+                            head_params=head_params, extra_lines=c.info["targets"].lines)
         scores = _scores(c.onnx_path, c.info["score_output"], c.info["score_kind"], test.rsrp_b, threads)
-        c.metrics = summarize(scores, test.rsrp_a, test.noise_dbm)
+        c.metrics = summarize(scores, test.rsrp_a, test.noise_dbm, dataset_beam_xy(test))
         progress("gate", 1, 1, f"{c.name}: {c.report.verdict}")
     return variants
 
@@ -365,6 +375,8 @@ def _manifest(prof, ds, chosen: Candidate, model, cands, n_train, n_val, n_test)
         man.update({"feature_output": info["feature_output"], "head_file": "head.npz", "head_version": 0})
     if "quantization" in info:
         man["quantization"] = info["quantization"]
+    if info.get("aps_output"):
+        man["aps_output"] = info["aps_output"]
     return man
 
 

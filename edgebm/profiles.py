@@ -55,6 +55,7 @@ ACCELERATORS = ("none", "nnapi", "coreml")
 FAMILIES = (
     "mlp",
     "dscnn",
+    "angular",
     "teacher",
     "teacher_pos",
     "gru",

@@ -242,3 +242,19 @@ def test_empty_users_dropped_and_counted(table, sim1, caplog):
         t[k][:] = np.nan
     with pytest.raises(DatasetError, match="field 'num_paths': no user has any path"):
         dataset_from_path_table(t)
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--set-a", "3"], "--set-a: 3 is invalid"),
+    (["--downtilt", "99"], "--downtilt: 99.0 is invalid"),
+    (["--ue-array", "0x4"], "--ue-array: "),
+])
+def test_cli_from_paths_bad_radio_option(tmp_path, capsys, args, msg):
+    from edgebm.cli import main
+
+    table = tmp_path / "p.npz"
+    save_path_table(table, sim_to_path_table(simulate(ScenarioConfig(), 20, seed=0)))
+    rc = main(["data", "from-paths", str(table), "--out", str(tmp_path / "o.npz")] + args)
+    err = capsys.readouterr().err
+    assert rc == 2 and msg in err and err.count("\n") == 1
+    assert not (tmp_path / "o.npz").exists()

@@ -31,7 +31,7 @@ def default_run() -> SimResult:
     ("downtilt_deg", 60.0), ("n_scatterers", -2), ("region", "q7"), ("vehicle_fraction", 1.5), ("set_b", True),
 ])
 def test_config_validation_names_field(field, value):
-    with pytest.raises(ValueError, match=rf"ScenarioConfig\.{field}="):
+    with pytest.raises(ValueError, match=rf"ScenarioConfig\.{field}:"):
         ScenarioConfig(**{field: value})
 
 
@@ -42,7 +42,7 @@ def test_config_roundtrip_and_unknown_key():
     assert ScenarioConfig.from_dict(d) == cfg
     with pytest.raises(ValueError, match="bogus"):
         ScenarioConfig.from_dict({**d, "bogus": 1})
-    with pytest.raises(ValueError, match=r"ScenarioConfig\.ue_array="):
+    with pytest.raises(ValueError, match=r"ScenarioConfig\.ue_array:"):
         dataclasses.replace(cfg, ue_array=(0, 4))
 
 

@@ -27,7 +27,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .dataset import BeamDataset, DatasetError, atomic_write, read_npz
+from ..errors import ConfigError
+from ..sim.config import radio_default
+from .dataset import BeamDataset, DatasetError, atomic_write
+from .npz import read_npz, write_npz
 
 __all__ = ["PATH_FIELDS", "PATH_MATRICES", "INTERACTION_CODES", "MAX_POWER_DBW", "MAX_DELAY_S", "GENERATOR",
            "save_path_table", "load_path_table", "validate_path_table", "pathset_from_table",
@@ -58,7 +61,8 @@ PATH_FIELDS: dict[str, tuple[str, str, str, bool, str]] = {
     "bs_boresight_az": ("scalar", "fiu", "deg", False, "BS panel boresight azimuth (default for the importer)"),
     "bs_downtilt": ("scalar", "fiu", "deg", False, "BS panel downtilt (default for the importer)"),
     "inter_pos": ("N,P,I,3", "f", "m", False, "DeepMIMO interaction positions (carried, not used)"),
-    "los": ("N", "fiu", "", False, "DeepMIMO LoS status -1/0/1 (carried; the importer derives LoS from `inter`)"),
+    "los": ("N", "fiub", "", False, "DeepMIMO LoS status -1/0/1 or a boolean (carried; the importer derives LoS "
+            "from `inter`)"),
 }
 PATH_MATRICES = ("power", "phase", "delay", "aoa_az", "aoa_el", "aod_az", "aod_el", "inter")
 INTERACTION_CODES = {0: "line of sight", 1: "reflection", 2: "diffraction", 3: "scattering", 4: "transmission"}
@@ -229,7 +233,7 @@ def save_path_table(path: str | Path, arrays: Mapping[str, Any]) -> Path:
     """Validate ``arrays`` (see :func:`validate_path_table`) and write them to ``path`` (.npz,
     compressed) atomically, under the same names and dtypes (plus ``num_paths`` when absent)."""
     table = validate_path_table(arrays, source=str(path))
-    return atomic_write(path, lambda f: np.savez_compressed(f, **table))
+    return atomic_write(path, lambda f: write_npz(f, table))
 
 
 def load_path_table(path: str | Path) -> dict[str, np.ndarray]:
@@ -322,18 +326,18 @@ def _default_boresight(ue_pos: np.ndarray, tx_pos: np.ndarray) -> float:
 
 def dataset_from_path_table(
     table: Mapping[str, Any] | str | Path,
-    bs_array: tuple[int, int] = (8, 8),
-    ue_array: tuple[int, int] = (1, 1),
-    set_b: int = 16,
-    set_a: int = 64,
-    snr_db: float = 20.0,
-    n_subcarriers: int = 24,
-    bandwidth_hz: float = 100e6,
+    bs_array: tuple[int, int] = radio_default("bs_array"),
+    ue_array: tuple[int, int] = radio_default("ue_array"),
+    set_b: int = radio_default("set_b"),
+    set_a: int = radio_default("set_a"),
+    snr_db: float = radio_default("snr_db"),
+    n_subcarriers: int = radio_default("n_subcarriers"),
+    bandwidth_hz: float = radio_default("bandwidth_hz"),
     seed: int = 0,
     boresight_az_deg: float | None = None,
     downtilt_deg: float | None = None,
-    codebook_a: str = "dft",
-    codebook_seed: int = 0,
+    codebook_a: str = radio_default("codebook_a"),
+    codebook_seed: int = radio_default("codebook_seed"),
 ) -> tuple[BeamDataset, dict[str, Any]]:
     """Measure a path table into a :class:`BeamDataset` with the simulator's codebooks and RSRP.
 
@@ -350,8 +354,6 @@ def dataset_from_path_table(
     ``los`` = any path with interaction code 0. Raises :class:`DatasetError` for a bad table, no
     user with a path, or a parameter the scenario config rejects.
     """
-    from dataclasses import fields as dc_fields
-
     from ..sim import ScenarioConfig, build_codebooks, measure_paths, serving_sector
     from .simulated import NOISE_NOTE, codebook_arrays, radio_meta
 
@@ -361,13 +363,12 @@ def dataset_from_path_table(
     if info["n_kept"] == 0:
         raise DatasetError(f"{src}: field 'num_paths': no user has any path ({info['n_users']} user(s), all dropped)")
     extra = {k: t[k] for k in ("bs_boresight_az", "bs_downtilt") if k in t}
-    defaults = {f.name: f.default for f in dc_fields(ScenarioConfig)}
     if boresight_az_deg is None:
         boresight_az_deg = (float(np.asarray(extra["bs_boresight_az"]).reshape(())) if "bs_boresight_az" in extra
                             else _default_boresight(pos, info["tx_pos"]))
     if downtilt_deg is None:
         downtilt_deg = (float(np.asarray(extra["bs_downtilt"]).reshape(())) if "bs_downtilt" in extra
-                        else float(defaults["downtilt_deg"]))
+                        else float(radio_default("downtilt_deg")))
     if not np.isfinite(boresight_az_deg):
         raise DatasetError(f"{src}: boresight_az_deg must be finite, got {boresight_az_deg!r}")
     city, region, rot = _panel_config(float(boresight_az_deg))
@@ -376,9 +377,10 @@ def dataset_from_path_table(
                              ue_array=tuple(ue_array), set_b=set_b, set_a=set_a, snr_db=snr_db,
                              n_subcarriers=n_subcarriers, bandwidth_hz=bandwidth_hz, downtilt_deg=downtilt_deg,
                              codebook_a=codebook_a, codebook_seed=codebook_seed)
-    except (ValueError, TypeError) as e:
-        field = str(e).split("=", 1)[0].replace("ScenarioConfig.", "")
-        raise DatasetError(f"{src}: field '{field}': {e}") from None
+    except ConfigError as e:
+        raise DatasetError(f"{src}: field '{e.field.replace('ScenarioConfig.', '')}': {e}") from None
+    except TypeError as e:
+        raise DatasetError(f"{src}: {e}") from None
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or int(seed) < 0:
         raise DatasetError(f"{src}: seed must be an integer >= 0, got {seed!r}")
     if rot != 0.0:

@@ -535,10 +535,10 @@ def _emlearn_header(name: str) -> str:
 
 
 def _example_main(onnx_path: str | Path, examples: np.ndarray | None, n_b: int) -> str:
-    import onnxruntime as ort
+    from ..runtime.session import ort_session
 
     x = np.zeros((1, n_b), np.float32) - 100.0 if examples is None or len(examples) == 0 else np.asarray(examples[:8], np.float32)
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    sess = ort_session(onnx_path, 1, quiet=True)
     scores = sess.run([sess.get_outputs()[0].name], {sess.get_inputs()[0].name: x})[0]
     rows = ",\n".join("    { " + ", ".join(_f32(v) for v in r) + " }" for r in x)
     return _template("example_main.c.in", n_examples=len(x), examples=rows, expected=", ".join(str(int(v)) for v in scores.argmax(1)))

@@ -41,11 +41,9 @@ def runtime_status(name: str) -> tuple[bool, str]:
 
 
 def _onnxruntime(onnx_path: Path, x: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
+    from ..runtime.session import ort_session
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    s = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    s = ort_session(onnx_path, 1, quiet=True)
     return s.run([s.get_outputs()[0].name], {s.get_inputs()[0].name: x})[0]
 
 

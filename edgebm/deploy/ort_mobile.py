@@ -96,6 +96,9 @@ def verify_ort(ort_path: str | Path, onnx_path: str | Path, x: np.ndarray, max_s
     """
     import onnxruntime as ort
 
+    from ..runtime.session import ort_session
+
+    # own options for the .ort: runtime.session.ort_session has no switch for replaying saved optimisations
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.log_severity_level = 3
@@ -105,9 +108,7 @@ def verify_ort(ort_path: str | Path, onnx_path: str | Path, x: np.ndarray, max_s
         s_ort = ort.InferenceSession(str(ort_path), opts, providers=["CPUExecutionProvider"])
     except Exception as e:
         raise RuntimeError(f"onnxruntime cannot load {Path(ort_path).name}: {str(e).strip().splitlines()[0]}") from e
-    plain = ort.SessionOptions()
-    plain.intra_op_num_threads = 1
-    s_onnx = ort.InferenceSession(str(onnx_path), plain, providers=["CPUExecutionProvider"])
+    s_onnx = ort_session(onnx_path, 1)
     name = s_onnx.get_inputs()[0].name
     names = [o.name for o in s_onnx.get_outputs()]
     if [o.name for o in s_ort.get_outputs()] != names:

@@ -11,7 +11,6 @@ Torch-free, like the rest of the runtime: device buffers come from NVIDIA's ``cu
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,14 +30,10 @@ class OrtBackend:
     name = "onnxruntime"
 
     def __init__(self, model: str | Path | bytes, threads: int = 1) -> None:
-        import onnxruntime as ort
+        from .session import ort_session
 
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, min(int(threads), os.cpu_count() or 1))
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
-            self.session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), opts, providers=["CPUExecutionProvider"])
+            self.session = ort_session(model, threads)
         except Exception as e:  # onnxruntime raises its own exception types
             raise BundleError(f"onnxruntime cannot load the model: {str(e).splitlines()[0]}") from None
         self.input_name: str = self.session.get_inputs()[0].name

@@ -20,9 +20,11 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["direction", "angles", "panel_frame", "upa_steering", "bs_local", "element_gain_db",
-           "ELEMENT_GAIN_DBI"]
+           "ELEMENT_GAIN_DBI", "grid_shape", "dft_psi", "oversampled_grid", "n_visible_oversampled",
+           "RANDOM_OVERSAMPLING"]
 
 ELEMENT_GAIN_DBI = 8.0
+RANDOM_OVERSAMPLING = 4     # oversampling of the DFT grid that random Set A codebooks are drawn from
 
 
 def direction(az_deg: np.ndarray, el_deg: np.ndarray) -> np.ndarray:
@@ -85,3 +87,36 @@ def element_gain_db(u_local: np.ndarray) -> np.ndarray:
     a_v = -np.minimum(12.0 * ((theta - 90.0) / 65.0) ** 2, 30.0)
     a_h = -np.minimum(12.0 * (phi / 65.0) ** 2, 30.0)
     return ELEMENT_GAIN_DBI - np.minimum(-(a_v + a_h), 30.0)
+
+
+# ----------------------------------------------------------------------------- beam grids
+def grid_shape(n: int, aspect: tuple[int, int]) -> tuple[int, int]:
+    """(rows, cols) with rows * cols = n closest (in log ratio) to ``aspect``; ties -> more cols."""
+    best = None
+    for r in range(1, n + 1):
+        if n % r:
+            continue
+        c = n // r
+        key = (abs(np.log(r / c) - np.log(aspect[0] / aspect[1])), r)
+        if best is None or key < best[0]:
+            best = (key, (r, c))
+    return best[1]
+
+
+def dft_psi(g: int) -> np.ndarray:
+    """Centred DFT spatial-frequency grid of size g over [-1, 1): ``-1 + (2k + 1) / g``."""
+    return (-1.0 + (2.0 * np.arange(g) + 1.0) / g).astype(np.float64)
+
+
+def oversampled_grid(bs_array: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """(psi_v, psi_h) of every beam of the x``RANDOM_OVERSAMPLING`` DFT grid of ``bs_array`` (flat, row-major)
+    and the grid shape."""
+    g = (RANDOM_OVERSAMPLING * bs_array[0], RANDOM_OVERSAMPLING * bs_array[1])
+    pv, ph = np.meshgrid(dft_psi(g[0]), dft_psi(g[1]), indexing="ij")
+    return pv.ravel(), ph.ravel(), g
+
+
+def n_visible_oversampled(bs_array: tuple[int, int]) -> int:
+    """Number of visible beams (psi_v^2 + psi_h^2 <= 1) of the x4 oversampled DFT of ``bs_array``."""
+    pv, ph, _ = oversampled_grid(bs_array)
+    return int(((pv ** 2 + ph ** 2) <= 1.0).sum())

@@ -26,42 +26,12 @@ from typing import Any
 
 import numpy as np
 
-from .arrays import angles, panel_frame, upa_steering
+from .arrays import (RANDOM_OVERSAMPLING, angles, dft_psi, grid_shape, n_visible_oversampled, oversampled_grid,
+                     panel_frame, upa_steering)
+from .sectors import sector_boresights
 
 __all__ = ["Codebook", "build_codebooks", "grid_shape", "dft_psi", "n_visible_oversampled", "ue_codebook",
-           "RANDOM_OVERSAMPLING"]
-
-RANDOM_OVERSAMPLING = 4
-
-
-def grid_shape(n: int, aspect: tuple[int, int]) -> tuple[int, int]:
-    """(rows, cols) with rows * cols = n closest (in log ratio) to ``aspect``; ties -> more cols."""
-    best = None
-    for r in range(1, n + 1):
-        if n % r:
-            continue
-        c = n // r
-        key = (abs(np.log(r / c) - np.log(aspect[0] / aspect[1])), r)
-        if best is None or key < best[0]:
-            best = (key, (r, c))
-    return best[1]
-
-
-def dft_psi(g: int) -> np.ndarray:
-    """Centred DFT spatial-frequency grid of size g over [-1, 1): ``-1 + (2k + 1) / g``."""
-    return (-1.0 + (2.0 * np.arange(g) + 1.0) / g).astype(np.float64)
-
-
-def _oversampled_grid(bs_array: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
-    g = (RANDOM_OVERSAMPLING * bs_array[0], RANDOM_OVERSAMPLING * bs_array[1])
-    pv, ph = np.meshgrid(dft_psi(g[0]), dft_psi(g[1]), indexing="ij")
-    return pv.ravel(), ph.ravel(), g
-
-
-def n_visible_oversampled(bs_array: tuple[int, int]) -> int:
-    """Number of visible beams (psi_v^2 + psi_h^2 <= 1) of the x4 oversampled DFT of ``bs_array``."""
-    pv, ph, _ = _oversampled_grid(bs_array)
-    return int(((pv ** 2 + ph ** 2) <= 1.0).sum())
+           "RANDOM_OVERSAMPLING", "panel_pointing"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -131,6 +101,14 @@ def _pointing(psi_v: np.ndarray, psi_h: np.ndarray, frame: np.ndarray) -> tuple[
     return az.astype(np.float32), el.astype(np.float32)
 
 
+def panel_pointing(psi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Panel-frame pointing (azimuth from boresight, deg, counter-clockwise seen from above; elevation from the
+    panel's up axis, deg, 90 = boresight) of beams with spatial frequencies ``psi`` (n, 2) = (psi_v, psi_h).
+    Independent of where the panel points (boresight azimuth, downtilt); invisible beams clip to the edge."""
+    psi = np.asarray(psi, dtype=np.float64)
+    return _pointing(psi[:, 0], psi[:, 1], np.eye(3))
+
+
 def _make(name: str, psi_v: np.ndarray, psi_h: np.ndarray, shape: tuple[int, int], sub: tuple[int, int],
           grid: tuple[int, int], boresight: float, downtilt: float, sector: int) -> Codebook:
     w = upa_steering(psi_v, psi_h, shape)
@@ -178,7 +156,7 @@ def _build(bs_array: tuple[int, int], set_a: int, set_b: int, codebook_a: str, c
         pv, ph = np.meshgrid(dft_psi(ga[0]), dft_psi(ga[1]), indexing="ij")
         pv, ph = pv.ravel(), ph.ravel()
     else:
-        opv, oph, _ = _oversampled_grid(bs_array)
+        opv, oph, _ = oversampled_grid(bs_array)
         visible = np.flatnonzero(opv ** 2 + oph ** 2 <= 1.0)
         pick = np.sort(np.random.default_rng(codebook_seed).choice(visible, size=set_a, replace=False))
         pv, ph = opv[pick], oph[pick]
@@ -204,8 +182,6 @@ def build_codebooks(cfg) -> dict[str, Any]:
     precoders for every sector). ``children[i]`` = Set A beams under wide beam i (for the two-level
     hierarchical search). Cached: the arrays are read-only.
     """
-    from .sectors import sector_boresights
-
     return dict(_build(cfg.bs_array, cfg.set_a, cfg.set_b, cfg.codebook_a, cfg.codebook_seed,
                        tuple(float(v) for v in sector_boresights(cfg)), float(cfg.downtilt_deg)))
 

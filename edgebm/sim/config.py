@@ -6,11 +6,16 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-__all__ = ["ScenarioConfig", "CITY_NAMES", "REGIONS", "TESTED_CARRIERS_HZ"]
+from ..errors import ConfigError
+from .arrays import n_visible_oversampled
+from .geometry import CITY_NAMES, is_city_name
 
-CITY_NAMES: tuple[str, ...] = ("city0", "city1", "city2", "city3")
+__all__ = ["ScenarioConfig", "CITY_NAMES", "REGIONS", "TESTED_CARRIERS_HZ", "TESTED_UE_ARRAYS", "RADIO_OPTIONS",
+           "radio_default"]
+
 REGIONS: tuple[str, ...] = ("all", "q0", "q1", "q2", "q3")
 TESTED_CARRIERS_HZ: tuple[float, ...] = (3.5e9, 15e9, 28e9)
+TESTED_UE_ARRAYS: tuple[tuple[int, int], ...] = ((1, 1), (2, 2), (4, 4), (8, 8))
 _UE_DIM_MAX = 16
 _BS_DIM_MAX = 64
 
@@ -36,6 +41,9 @@ class ScenarioConfig:
     with ``region="all"`` it points at the city's ``az0`` and UEs are dropped in its 120 deg wedge;
     with ``region="qI"`` it points at the centre of quadrant I (``45 + 90 I`` deg) and UEs are
     dropped in that quadrant (quadrant ``qI`` = azimuths ``[90 I, 90 I + 90)`` around the BS).
+
+    ``city`` is a named test city (``city0`` .. ``city3``) or one random city ``rand-<seed>-<k>`` of
+    :class:`~edgebm.sim.randomize.RandomScenario` (normally built by its ``city_config``).
 
     Fields: carrier_hz (Hz; 3.5e9, 15e9 and 28e9 are the tested ones), bs_array / ue_array (UPA
     rows, cols; half-wavelength), set_b / set_a (wide / narrow beams), codebook_a ("dft" or
@@ -65,14 +73,14 @@ class ScenarioConfig:
     vehicle_fraction: float = 0.7   # share of vehicles (rest pedestrians) in trajectories
 
     def __post_init__(self) -> None:
-        def bad(name: str, allowed: str) -> ValueError:
-            return ValueError(f"ScenarioConfig.{name}={getattr(self, name)!r} is invalid; allowed: {allowed}")
+        def bad(name: str, allowed: str) -> ConfigError:
+            return ConfigError(f"ScenarioConfig.{name}", f"{getattr(self, name)!r} is invalid", f"allowed: {allowed}")
 
         def set_(name: str, value: Any) -> None:
             object.__setattr__(self, name, value)
 
-        if self.city not in CITY_NAMES:
-            raise bad("city", ", ".join(CITY_NAMES))
+        if not is_city_name(self.city):
+            raise bad("city", ", ".join(CITY_NAMES) + " or a random city rand-<seed>-<k>")
         for name, lo, hi, unit in (("carrier_hz", 0.5e9, 100e9, "Hz"), ("bandwidth_hz", 1e3, 2e9, "Hz"),
                                    ("snr_db", -50.0, 80.0, "dB"), ("tx_power_dbm", -30.0, 80.0, "dBm"),
                                    ("bs_height_m", 15.0, 25.0, "m"), ("downtilt_deg", 0.0, 30.0, "deg"),
@@ -104,8 +112,6 @@ class ScenarioConfig:
         if self.set_a < self.set_b:
             raise bad("set_a", f"an integer >= set_b ({self.set_b})")
         if self.codebook_a == "random":
-            from .codebooks import n_visible_oversampled
-
             n_vis = n_visible_oversampled(self.bs_array)
             if self.set_a > n_vis:
                 raise bad("set_a", f"at most {n_vis} (visible beams of the x4 oversampled DFT) when codebook_a='random'")
@@ -130,10 +136,34 @@ class ScenarioConfig:
     def from_dict(cls, d: dict[str, Any]) -> "ScenarioConfig":
         """Build from :meth:`to_dict` output (lists accepted for tuples); unknown keys are an error."""
         if not isinstance(d, dict):
-            raise ValueError(f"ScenarioConfig.from_dict expects a dict, got {type(d).__name__}")
+            raise ConfigError("ScenarioConfig", f"from_dict expects a dict, got {type(d).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"ScenarioConfig: unknown field(s) {unknown}; allowed: {sorted(known)}")
+            raise ConfigError(f"ScenarioConfig.{unknown[0]}", f"unknown field(s) {unknown}", f"allowed: {sorted(known)}")
         kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
         return cls(**kw)
+
+
+# The radio options every command that builds a scenario exposes, declared once: ScenarioConfig field ->
+# (command-line flag, help). Defaults come from the ScenarioConfig fields themselves (:func:`radio_default`);
+# the CLI parsers (``data generate``, ``data from-paths``) and the path-table importer read both from here.
+RADIO_OPTIONS: dict[str, tuple[str, str]] = {
+    "set_b": ("--set-b", "wide beams measured"),
+    "set_a": ("--set-a", "narrow beams to predict"),
+    "snr_db": ("--snr-db", "per-element SNR before beamforming, dB"),
+    "carrier_hz": ("--carrier", "carrier, Hz (tested: 3.5e9, 15e9, 28e9)"),
+    "bs_array": ("--bs-array", "BS UPA ROWSxCOLS"),
+    "ue_array": ("--ue-array", "UE UPA ROWSxCOLS (tested: 1x1, 2x2, 4x4, 8x8)"),
+    "n_subcarriers": ("--subcarriers", "OFDM subcarriers"),
+    "bandwidth_hz": ("--bandwidth", "bandwidth, Hz"),
+    "codebook_a": ("--codebook", "Set A codebook: dft or random"),
+    "codebook_seed": ("--codebook-seed", "seed of the random Set A codebook"),
+    "sectors": ("--sectors", "BS sectors: 1 or 3"),
+    "region": ("--region", "all or a quadrant q0..q3"),
+}
+
+
+def radio_default(name: str) -> Any:
+    """Default of ScenarioConfig field ``name`` (the one place radio defaults are declared)."""
+    return {f.name: f.default for f in fields(ScenarioConfig)}[name]

@@ -4,21 +4,39 @@ vectorised segment-vs-building (3-D slab) blockage test.
 Frame: x east, y north, z up, metres; the BS mast stands at ``(0, 0)`` (a street corner) and the
 city is generated around it. Every building is an axis-aligned box ``[xmin, xmax] x [ymin, ymax]
 x [0, height]`` with integer-metre footprints, so a 1 m raster of building ids is exact.
+
+Two kinds of city, one builder (:func:`make_city`):
+
+* the named test cities :data:`CITY_NAMES` (``city0`` .. ``city3``): hand-written layout specs,
+  building heights and open lots from a fixed per-city integer seed;
+* procedurally drawn cities ``rand-<SEED>-<K>`` (see :func:`random_city_name`): the whole layout
+  (block and lot sizes, street width, alleys, density, height range, tower probability, coverage
+  radius, host corner, panel boresight) is drawn from
+  ``np.random.default_rng(np.random.SeedSequence([RANDOM_CITY_DOMAIN, SEED, K]).spawn(2)[0])``.
+  They can never be one of the named cities: a named layout is never drawn from a seed sequence,
+  and a drawn grid ``(block, street width, lots, alley)`` equal to a named city's grid is redrawn,
+  so a random city's street grid always differs from every named city's.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
-from .config import CITY_NAMES
+__all__ = ["City", "make_city", "CITY_NAMES", "segments_blocked", "UE_HEIGHT_M", "HOST_MAX_HEIGHT_M",
+           "RANDOM_CITY_DOMAIN", "random_city_name", "parse_random_city", "is_city_name", "random_city_streams"]
 
-__all__ = ["City", "make_city", "CITY_NAMES", "segments_blocked", "UE_HEIGHT_M", "HOST_MAX_HEIGHT_M"]
-
+CITY_NAMES: tuple[str, ...] = ("city0", "city1", "city2", "city3")
 UE_HEIGHT_M = 1.5
 HOST_MAX_HEIGHT_M = 12.0   # the building that hosts the BS corner is kept below the lowest BS height (15 m)
+# domain tag of the random-city seed space ("RCTY"): SeedSequence([RANDOM_CITY_DOMAIN, seed, k]); the named
+# cities use the plain integer seeds 7001..7004, which are never a 3-word entropy starting with this tag
+RANDOM_CITY_DOMAIN = 0x52435459
+_RANDOM_RE = re.compile(r"^rand-(0|[1-9][0-9]{0,18})-(0|[1-9][0-9]{0,9})$")
+_RANDOM_CACHE = 64          # random cities kept in memory (a raster is ~1-2 MB)
 
 
 @dataclass(frozen=True)
@@ -34,6 +52,7 @@ class _CitySpec:
     coverage_m: float           # coverage radius around the BS, m
     host: str                   # which corner building of the BS intersection carries the BS: SW, SE, NW, NE
     description: str
+    boresight_offset_deg: float = 0.0   # panel azimuth relative to the diagonal into the intersection, deg
 
 
 _SPECS: dict[str, _CitySpec] = {
@@ -46,6 +65,80 @@ _SPECS: dict[str, _CitySpec] = {
     "city3": _CitySpec(7004, (100, 70), 30, (2, 2), 0, 0.8, (15.0, 40.0), 0.12, 170.0, "SE",
                        "high-rise boulevards: large 100x70 m blocks, 30 m avenues, towers up to ~70 m"),
 }
+_NAMED_GRIDS = {(sp.block, sp.street_w, sp.lots, sp.alley) for sp in _SPECS.values()}
+
+# ranges of the random-city layout draw (all uniform; integers inclusive)
+RANDOM_LAYOUT = {
+    "lot_m": (16, 48),              # lot edge, m (block = lots * lot + (lots - 1) * alley)
+    "lots": (1, 3),                 # lots per block along each axis
+    "alley_m": (0, 3, 2),           # alley width = 2 * U{0..3} m (0-6 m) when a block has several lots
+    "street_w_m": (6, 18, 2),       # street width = 2 * U{6..18} m (12-36 m, even)
+    "density": (0.55, 0.97),
+    "height_lo_m": (6.0, 20.0),
+    "height_span_m": (8.0, 30.0),   # top of the height range = bottom + span
+    "tower_p": (0.0, 0.15),
+    "coverage_m": (150.0, 260.0),
+    "boresight_offset_deg": (-30.0, 30.0),
+}
+
+
+def random_city_name(seed: int, k: int) -> str:
+    """Name of random city ``k`` of the random scenario with dataset seed ``seed`` (``rand-<seed>-<k>``)."""
+    return f"rand-{int(seed)}-{int(k)}"
+
+
+def parse_random_city(name: str) -> tuple[int, int] | None:
+    """``(seed, k)`` of a random-city name, None for anything else."""
+    m = _RANDOM_RE.match(name) if isinstance(name, str) else None
+    if m is None or int(m.group(1)) > 2**63 - 1:
+        return None
+    return int(m.group(1)), int(m.group(2))
+
+
+def is_city_name(name: object) -> bool:
+    """True for a named city (:data:`CITY_NAMES`) or a random-city name ``rand-<seed>-<k>``."""
+    return isinstance(name, str) and (name in _SPECS or parse_random_city(name) is not None)
+
+
+def random_city_streams(seed: int, k: int) -> tuple[np.random.Generator, np.random.Generator]:
+    """(layout, placement) generators of random city ``k`` of dataset seed ``seed``: the two children of
+    ``SeedSequence([RANDOM_CITY_DOMAIN, seed, k])``. The layout stream draws the city (:func:`make_city`), the
+    placement stream the BS, scatterers and radio settings (:mod:`edgebm.sim.randomize`)."""
+    ss = np.random.SeedSequence([RANDOM_CITY_DOMAIN, int(seed), int(k)])
+    a, b = ss.spawn(2)
+    return np.random.default_rng(a), np.random.default_rng(b)
+
+
+def _random_spec(seed: int, k: int) -> tuple[_CitySpec, np.random.Generator]:
+    """Layout spec of random city (seed, k) and the generator (positioned after the spec draw) that then draws
+    its buildings. A grid equal to a named city's is redrawn (see the module doc)."""
+    rng, _ = random_city_streams(seed, k)
+    r = RANDOM_LAYOUT
+    for _ in range(100):
+        lots = (int(rng.integers(r["lots"][0], r["lots"][1] + 1)), int(rng.integers(r["lots"][0], r["lots"][1] + 1)))
+        lot = (int(rng.integers(r["lot_m"][0], r["lot_m"][1] + 1)), int(rng.integers(r["lot_m"][0], r["lot_m"][1] + 1)))
+        alley = r["alley_m"][2] * int(rng.integers(r["alley_m"][0], r["alley_m"][1] + 1))
+        if lots == (1, 1):
+            alley = 0
+        street_w = r["street_w_m"][2] * int(rng.integers(r["street_w_m"][0], r["street_w_m"][1] + 1))
+        block = (lots[0] * lot[0] + (lots[0] - 1) * alley, lots[1] * lot[1] + (lots[1] - 1) * alley)
+        if (block, street_w, lots, alley) not in _NAMED_GRIDS:
+            break
+    else:   # pragma: no cover - probability ~ (1/1000)^100
+        raise RuntimeError(f"random city ({seed}, {k}): could not draw a grid different from the named cities")
+    density = float(rng.uniform(*r["density"]))
+    lo = float(rng.uniform(*r["height_lo_m"]))
+    hi = lo + float(rng.uniform(*r["height_span_m"]))
+    tower_p = float(rng.uniform(*r["tower_p"]))
+    coverage = float(np.round(rng.uniform(*r["coverage_m"])))
+    host = ("SW", "SE", "NW", "NE")[int(rng.integers(0, 4))]
+    offset = float(rng.uniform(*r["boresight_offset_deg"]))
+    desc = (f"random city {k} of seed {seed}: {block[0]}x{block[1]} m blocks of {lots[0]}x{lots[1]} lots, "
+            f"{alley} m alleys, {street_w} m streets, density {density:.2f}, {lo:.0f}-{hi:.0f} m")
+    spec = _CitySpec(seed=int(k), block=block, street_w=street_w, lots=lots, alley=alley, density=density,
+                     heights=(lo, hi), tower_p=tower_p, coverage_m=coverage, host=host, description=desc,
+                     boresight_offset_deg=offset)
+    return spec, rng
 
 
 @dataclass(frozen=True, eq=False)
@@ -107,18 +200,35 @@ def _lot_edges(start: float, size: int, n: int, alley: int) -> list[tuple[float,
     return [(start + k * (lot + alley), start + k * (lot + alley) + lot) for k in range(n)]
 
 
-@lru_cache(maxsize=None)
 def make_city(name: str) -> City:
-    """Build (once, then cached) the fixed layout of city ``name`` (one of :data:`CITY_NAMES`).
+    """Build (once, then cached) the layout of city ``name``: one of :data:`CITY_NAMES` (fixed) or a random
+    city ``rand-<seed>-<k>`` (drawn, see the module doc).
 
-    The layout is drawn from a fixed per-city seed: block size, street width, lots per block,
-    alleys, open lots (density), building heights (m) and the BS corner differ between cities.
-    The returned arrays are read-only.
+    The layout is drawn from a per-city seed: block size, street width, lots per block, alleys, open
+    lots (density), building heights (m) and the BS corner differ between cities. The returned arrays
+    are read-only.
     """
-    if name not in _SPECS:
-        raise ValueError(f"make_city: unknown city {name!r}; allowed: {', '.join(CITY_NAMES)}")
+    if isinstance(name, str) and name in _SPECS:
+        return _named_city(name)
+    sk = parse_random_city(name)
+    if sk is None:
+        raise ValueError(f"make_city: unknown city {name!r}; allowed: {', '.join(CITY_NAMES)} or rand-<seed>-<k>")
+    return _random_city(*sk)
+
+
+@lru_cache(maxsize=None)
+def _named_city(name: str) -> City:
     sp = _SPECS[name]
-    rng = np.random.default_rng(sp.seed)
+    return _build_city(name, sp, np.random.default_rng(sp.seed))
+
+
+@lru_cache(maxsize=_RANDOM_CACHE)
+def _random_city(seed: int, k: int) -> City:
+    sp, rng = _random_spec(seed, k)
+    return _build_city(random_city_name(seed, k), sp, rng)
+
+
+def _build_city(name: str, sp: _CitySpec, rng: np.random.Generator) -> City:
     w = sp.street_w
     px, py = sp.block[0] + w, sp.block[1] + w
     sx = {"SW": 1, "NW": 1, "SE": -1, "NE": -1}[sp.host]   # direction from host corner into the intersection
@@ -169,7 +279,7 @@ def make_city(name: str) -> City:
     raster = np.full((x1 - x0, y1 - y0), -1, dtype=np.int32)
     for k, (a0, b0, a1, b1, _) in enumerate(buildings):   # once per city, not per UE
         raster[int(a0) - x0:int(a1) - x0, int(b0) - y0:int(b1) - y0] = k
-    az0 = float(np.degrees(np.arctan2(sy, sx)))
+    az0 = float(np.degrees(np.arctan2(sy, sx))) + sp.boresight_offset_deg
     for arr in (buildings, streets_x, streets_y, raster):
         arr.setflags(write=False)
     return City(name=name, description=sp.description, buildings=buildings, street_width_m=float(w),

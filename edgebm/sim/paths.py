@@ -1,6 +1,7 @@
 """Geometric multipath between the BS and each UE, vectorised over UEs.
 
-Per UE (slots, at most ``10 + n_scatterers`` paths):
+Per UE (slots, at most ``10 + n_scatterers`` paths; one function per mechanism, run in the order of
+:data:`MECHANISMS`, each appending its slots to an accumulator; codes are :class:`Interaction` values):
 
 * LOS (code 0): the BS -> UE segment clears every building (exact 3-D slab test).
 * ground reflection (1): image of the BS in z = 0, LOS UEs only (a blocked LOS also blocks it),
@@ -30,6 +31,7 @@ the geometry. Paths are sorted by power (strongest first) and padded with NaN.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from enum import IntEnum
 
 import numpy as np
 
@@ -40,11 +42,24 @@ from .propagation import (C0, concrete_permittivity, fresnel_te, fresnel_tm, fsp
                           scatter_gain_db, wavelength)
 from .visibility import CELL_MARGIN_M, SceneContext, scene_context
 
-__all__ = ["PathSet", "find_paths", "n_path_slots", "INTER_LOS", "INTER_REFLECTION", "INTER_DIFFRACTION",
-           "INTER_SCATTERING", "INTER_DOUBLE_REFLECTION"]
+__all__ = ["PathSet", "find_paths", "n_path_slots", "Interaction", "INTER_LOS", "INTER_REFLECTION",
+           "INTER_DIFFRACTION", "INTER_SCATTERING", "INTER_DOUBLE_REFLECTION"]
 
-INTER_LOS, INTER_REFLECTION, INTER_DIFFRACTION, INTER_SCATTERING = 0, 1, 2, 3
-INTER_DOUBLE_REFLECTION = 11
+
+class Interaction(IntEnum):
+    """Interaction code of a path (``PathSet.inter``; DeepMIMO digits, one per interaction, tx side first)."""
+
+    NONE = -1                # padding slot
+    LOS = 0
+    REFLECTION = 1
+    DIFFRACTION = 2
+    SCATTERING = 3
+    DOUBLE_REFLECTION = 11
+
+
+INTER_LOS, INTER_REFLECTION, INTER_DIFFRACTION, INTER_SCATTERING = (Interaction.LOS, Interaction.REFLECTION,
+                                                                    Interaction.DIFFRACTION, Interaction.SCATTERING)
+INTER_DOUBLE_REFLECTION = Interaction.DOUBLE_REFLECTION
 N_SINGLE, N_SINGLE_CAND, N_DOUBLE, N_CORNER_CAND = 4, 8, 2, 4
 SCATTER_CELL_M = 12.0
 RCS_DBSM = (-5.0, 10.0)     # scatterer radar cross-section range, dBsm
@@ -185,93 +200,127 @@ class _Acc:
 
 
 # ----------------------------------------------------------------------------- path finding
-def _chunk(ctx: SceneContext, cfg: ScenarioConfig, ue: np.ndarray, key: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    n = len(ue)
-    lam = wavelength(cfg.carrier_hz)
-    k0 = 2 * np.pi / lam
-    eps = concrete_permittivity(cfg.carrier_hz)
-    bs = ctx.bs
-    B = np.broadcast_to(bs, (n, 3))
-    ux, uy, uz = ue[:, 0], ue[:, 1], ue[:, 2]
-    acc = _Acc(n)
-    zeros = np.zeros(n, dtype=np.int64)
+@dataclass(eq=False)
+class _Chunk:
+    """What every propagation mechanism needs about one chunk of UEs (n of them)."""
 
-    # --- LOS (+ dominant roof edge for the over-roof diffraction)
-    cand = ctx.apex.candidates(zeros, ue[:, :2])
-    blocked, (score, t_e, h_e) = segments_blocked(B, ue, cand, ctx.boxes, roof=True)
-    los = ~blocked
+    ctx: SceneContext
+    cfg: ScenarioConfig
+    ue: np.ndarray                  # (n, 3) m
+    lam: float                      # wavelength, m
+    k0: float                       # wavenumber, rad/m
+    eps: complex                    # concrete permittivity at the carrier
+    B: np.ndarray                   # (n, 3) BS position per UE
+    key: int                        # key of the scatterer field
+    streets: list[tuple[np.ndarray, np.ndarray]]   # per axis (inside a street (n,), street index (n,))
+    cand: np.ndarray | None = None  # (n, K) candidate buildings of the BS -> UE leg, set by _los
+    los: np.ndarray | None = None   # (n,) bool, set by _los
+    roof: tuple | None = None       # dominant roof edge of the BS -> UE leg (score, t, height), set by _los
+    d_los: np.ndarray | None = None  # (n,) BS -> UE distance, m, set by _los
+
+    @property
+    def n(self) -> int:
+        return len(self.ue)
+
+
+def _street_membership(ctx: SceneContext, ue: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per street axis (x, then y): whether each UE stands inside a street canyon of that axis and the index of
+    the nearest street centre line."""
+    city = ctx.city
+    w2 = city.street_width_m / 2
+    out = []
+    for a, streets in ((0, city.streets_x), (1, city.streets_y)):
+        uaa = ue[:, a]
+        j = np.clip(np.searchsorted(streets, uaa), 1, len(streets) - 1)
+        si = np.where(np.abs(uaa - streets[j - 1]) < np.abs(uaa - streets[j]), j - 1, j)
+        out.append((np.abs(uaa - streets[si]) < w2 - 0.2, si))
+    return out
+
+
+def _los(c: _Chunk, acc: _Acc) -> None:
+    """Line of sight (+ the dominant roof edge of the blocked segment, for the over-roof diffraction)."""
+    ctx, ue, bs = c.ctx, c.ue, c.ctx.bs
+    c.cand = ctx.apex.candidates(np.zeros(c.n, dtype=np.int64), ue[:, :2])
+    blocked, c.roof = segments_blocked(c.B, ue, c.cand, ctx.boxes, roof=True)
+    c.los = ~blocked
     v = ue - bs
-    d = _norm(v)
-    acc.add(los, fspl_gain_db(d, cfg.carrier_hz), -k0 * d, d, _unit(v), -_unit(v), INTER_LOS)
+    c.d_los = _norm(v)
+    acc.add(c.los, fspl_gain_db(c.d_los, c.cfg.carrier_hz), -c.k0 * c.d_los, c.d_los, _unit(v), -_unit(v),
+            Interaction.LOS)
 
-    # --- ground reflection (LOS UEs)
-    zb = bs[2]
+
+def _ground(c: _Chunk, acc: _Acc) -> None:
+    """Ground reflection (LOS UEs): image of the BS in z = 0, both legs tested, Fresnel TM."""
+    ctx, ue, bs, B = c.ctx, c.ue, c.ctx.bs, c.B
+    zb, uz = bs[2], ue[:, 2]
     tg = zb / (zb + uz)
     G = B + tg[:, None] * (ue - B)
     G[:, 2] = 0.0
     lg = np.sqrt(((ue[:, :2] - bs[:2]) ** 2).sum(1) + (zb + uz) ** 2)
-    ok = los.copy()
+    ok = c.los.copy()
     if ok.any():
         idx = np.flatnonzero(ok)
-        c_sub = cand[idx]
+        c_sub = c.cand[idx]
         ok[idx] = (~segments_blocked(B[idx], G[idx], c_sub, ctx.boxes)) & (~segments_blocked(G[idx], ue[idx], c_sub, ctx.boxes))
-    gam = fresnel_tm((zb + uz) / lg, eps)
-    acc.add(ok, fspl_gain_db(lg, cfg.carrier_hz) + 20 * np.log10(np.maximum(np.abs(gam), 1e-6)),
-            -k0 * lg + np.angle(gam), lg, _unit(G - B), _unit(G - ue), INTER_REFLECTION)
+    gam = fresnel_tm((zb + uz) / lg, c.eps)
+    acc.add(ok, fspl_gain_db(lg, c.cfg.carrier_hz) + 20 * np.log10(np.maximum(np.abs(gam), 1e-6)),
+            -c.k0 * lg + np.angle(gam), lg, _unit(G - B), _unit(G - ue), Interaction.REFLECTION)
 
-    # --- single wall reflections
-    W = len(ctx.w_c)
-    if W:
-        ax0 = ctx.w_axis == 0
-        ua = np.where(ax0, ux[:, None], uy[:, None])
-        uo = np.where(ax0, uy[:, None], ux[:, None])
-        ba = np.where(ax0, bs[0], bs[1])
-        bo = np.where(ax0, bs[1], bs[0])
-        ima = 2 * ctx.w_c - ba
-        den = ua - ima
-        side = (ua - ctx.w_c) * ctx.w_n > 0.3
-        t = (ctx.w_c - ima) / np.where(side, den, 1.0)
-        ro = bo + t * (uo - bo)
-        rz = zb + t * (uz[:, None] - zb)
-        ok = side & (ro > ctx.w_s0) & (ro < ctx.w_s1) & (rz < ctx.w_h - 0.05) & (rz > 0.05)
-        l2 = den ** 2 + (uo - bo) ** 2 + (uz[:, None] - zb) ** 2
-        sel = _topk(np.where(ok, l2, np.inf), N_SINGLE_CAND)
-        tk = lambda a: np.take_along_axis(a, sel, 1)  # noqa: E731
-        okc = tk(ok)
-        wa = ctx.w_axis[sel]
-        cw = ctx.w_c[sel]
-        R = np.stack([np.where(wa == 0, cw, tk(ro)), np.where(wa == 0, tk(ro), cw), tk(rz)], -1)
-        U = ue[:, None, :]
-        okc &= _test(ctx, okc, 0, bs, R, R[..., :2])
-        okc &= _test(ctx, okc, ctx.w_apex[sel], R, U, np.broadcast_to(U[..., :2], R[..., :2].shape))
-        l2c = tk(l2)
-        pick = _topk(np.where(okc, l2c, np.inf), N_SINGLE)
-        tp = lambda a: np.take_along_axis(a, pick, 1)  # noqa: E731
-        okp = tp(okc)
-        L = np.sqrt(tp(l2c))
-        cos_i = np.abs(tp(tk(den))) / L
-        gam = fresnel_te(cos_i, eps)
-        Rp = np.take_along_axis(R, pick[..., None], 1)
-        acc.add(okp, fspl_gain_db(L, cfg.carrier_hz) + 20 * np.log10(np.maximum(np.abs(gam), 1e-6)),
-                -k0 * L + np.angle(gam), L, _unit(Rp - bs), _unit(Rp - U), INTER_REFLECTION)
-    else:
+
+def _single_walls(c: _Chunk, acc: _Acc) -> None:
+    """Single specular wall reflections (image method), the N_SINGLE shortest valid of N_SINGLE_CAND tested."""
+    ctx, ue, bs, n = c.ctx, c.ue, c.ctx.bs, c.n
+    if not len(ctx.w_c):
         nan3 = np.full((n, N_SINGLE, 3), np.nan)
-        acc.add(np.zeros((n, N_SINGLE), bool), np.nan, np.nan, np.nan, nan3, nan3, INTER_REFLECTION)
+        acc.add(np.zeros((n, N_SINGLE), bool), np.nan, np.nan, np.nan, nan3, nan3, Interaction.REFLECTION)
+        return
+    ux, uy, uz, zb = ue[:, 0], ue[:, 1], ue[:, 2], bs[2]
+    ax0 = ctx.w_axis == 0
+    ua = np.where(ax0, ux[:, None], uy[:, None])
+    uo = np.where(ax0, uy[:, None], ux[:, None])
+    ba = np.where(ax0, bs[0], bs[1])
+    bo = np.where(ax0, bs[1], bs[0])
+    ima = 2 * ctx.w_c - ba
+    den = ua - ima
+    side = (ua - ctx.w_c) * ctx.w_n > 0.3
+    t = (ctx.w_c - ima) / np.where(side, den, 1.0)
+    ro = bo + t * (uo - bo)
+    rz = zb + t * (uz[:, None] - zb)
+    ok = side & (ro > ctx.w_s0) & (ro < ctx.w_s1) & (rz < ctx.w_h - 0.05) & (rz > 0.05)
+    l2 = den ** 2 + (uo - bo) ** 2 + (uz[:, None] - zb) ** 2
+    sel = _topk(np.where(ok, l2, np.inf), N_SINGLE_CAND)
+    tk = lambda a: np.take_along_axis(a, sel, 1)  # noqa: E731
+    okc = tk(ok)
+    wa = ctx.w_axis[sel]
+    cw = ctx.w_c[sel]
+    R = np.stack([np.where(wa == 0, cw, tk(ro)), np.where(wa == 0, tk(ro), cw), tk(rz)], -1)
+    U = ue[:, None, :]
+    okc &= _test(ctx, okc, 0, bs, R, R[..., :2])
+    okc &= _test(ctx, okc, ctx.w_apex[sel], R, U, np.broadcast_to(U[..., :2], R[..., :2].shape))
+    l2c = tk(l2)
+    pick = _topk(np.where(okc, l2c, np.inf), N_SINGLE)
+    tp = lambda a: np.take_along_axis(a, pick, 1)  # noqa: E731
+    okp = tp(okc)
+    L = np.sqrt(tp(l2c))
+    cos_i = np.abs(tp(tk(den))) / L
+    gam = fresnel_te(cos_i, c.eps)
+    Rp = np.take_along_axis(R, pick[..., None], 1)
+    acc.add(okp, fspl_gain_db(L, c.cfg.carrier_hz) + 20 * np.log10(np.maximum(np.abs(gam), 1e-6)),
+            -c.k0 * L + np.angle(gam), L, _unit(Rp - bs), _unit(Rp - U), Interaction.REFLECTION)
 
-    # --- double reflections in the UE's street canyon
+
+def _double_walls(c: _Chunk, acc: _Acc) -> None:
+    """Double reflections between the two facades of the UE's street canyon (both orders, both axes)."""
+    ctx, ue, bs, n = c.ctx, c.ue, c.ctx.bs, c.n
     city = ctx.city
     w2 = city.street_width_m / 2
+    uz, zb = ue[:, 2], bs[2]
     cands = []
-    in_st, si_st = [], []
     for a, streets, capex, dapex in ((0, city.streets_x, ctx.canyon_apex_x, ctx.dbl_apex_x),
                                      (1, city.streets_y, ctx.canyon_apex_y, ctx.dbl_apex_y)):
+        inside, si = c.streets[a]
         uaa = ue[:, a]
         uoo = ue[:, 1 - a]
-        j = np.clip(np.searchsorted(streets, uaa), 1, len(streets) - 1)
-        si = np.where(np.abs(uaa - streets[j - 1]) < np.abs(uaa - streets[j]), j - 1, j)
-        inside = np.abs(uaa - streets[si]) < w2 - 0.2
-        in_st.append(inside)
-        si_st.append(si)
         ba, bo = bs[a], bs[1 - a]
         for order in (0, 1):
             c1 = streets[si] + (-w2 if order == 0 else w2)
@@ -297,34 +346,39 @@ def _chunk(ctx: SceneContext, cfg: ScenarioConfig, ue: np.ndarray, key: int) -> 
             R1[:, a], R1[:, 1 - a], R1[:, 2] = c1, r1o, r1z
             R2[:, a], R2[:, 1 - a], R2[:, 2] = c2, r2o, r2z
             cands.append((ok, L, R1, R2, capex[si, order], dapex[si, order], np.abs(uaa - b2) / L))
-    ok = np.stack([c[0] for c in cands], 1)
-    L = np.stack([c[1] for c in cands], 1)
+    ok = np.stack([x[0] for x in cands], 1)
+    L = np.stack([x[1] for x in cands], 1)
     sel = _topk(np.where(ok, L, np.inf), N_DOUBLE)
     tk = lambda a: np.take_along_axis(a, sel, 1)  # noqa: E731
     okc, Lc = tk(ok), tk(L)
-    R1 = np.take_along_axis(np.stack([c[2] for c in cands], 1), sel[..., None], 1)
-    R2 = np.take_along_axis(np.stack([c[3] for c in cands], 1), sel[..., None], 1)
-    ap1 = tk(np.stack([c[4] for c in cands], 1))
-    ap2 = tk(np.stack([c[5] for c in cands], 1))
-    cos_i = tk(np.stack([c[6] for c in cands], 1))
+    R1 = np.take_along_axis(np.stack([x[2] for x in cands], 1), sel[..., None], 1)
+    R2 = np.take_along_axis(np.stack([x[3] for x in cands], 1), sel[..., None], 1)
+    ap1 = tk(np.stack([x[4] for x in cands], 1))
+    ap2 = tk(np.stack([x[5] for x in cands], 1))
+    cos_i = tk(np.stack([x[6] for x in cands], 1))
     U = ue[:, None, :]
     okc &= _test(ctx, okc, 0, bs, R1, R1[..., :2])
     okc &= _test(ctx, okc, ap1, R1, R2, R2[..., :2])
     okc &= _test(ctx, okc, ap2, R2, U, np.broadcast_to(U[..., :2], R2[..., :2].shape))
-    gam = fresnel_te(cos_i, eps)
-    acc.add(okc, fspl_gain_db(Lc, cfg.carrier_hz) + 40 * np.log10(np.maximum(np.abs(gam), 1e-6)),
-            -k0 * Lc + 2 * np.angle(gam), Lc, _unit(R1 - bs), _unit(R2 - U), INTER_DOUBLE_REFLECTION)
+    gam = fresnel_te(cos_i, c.eps)
+    acc.add(okc, fspl_gain_db(Lc, c.cfg.carrier_hz) + 40 * np.log10(np.maximum(np.abs(gam), 1e-6)),
+            -c.k0 * Lc + 2 * np.angle(gam), Lc, _unit(R1 - bs), _unit(R2 - U), Interaction.DOUBLE_REFLECTION)
 
-    # --- corner diffraction (NLOS)
-    nlos = ~los
-    C = len(ctx.k_h)
+
+def _corner_diffraction(c: _Chunk, acc: _Acc) -> None:
+    """Diffraction around a vertical building edge (NLOS UEs): the strongest clear one of N_CORNER_CAND."""
+    ctx, ue, bs, n = c.ctx, c.ue, c.ctx.bs, c.n
+    city = ctx.city
+    w2 = city.street_width_m / 2
+    zb, lam = bs[2], c.lam
+    nlos = ~c.los
     slot_ok = np.zeros(n, bool)
     slot_gain = np.full(n, np.nan)
     slot_phase = np.full(n, np.nan)
     slot_len = np.full(n, np.nan)
     slot_aod = np.full((n, 3), np.nan)
     slot_aoa = np.full((n, 3), np.nan)
-    if C and nlos.any():
+    if len(ctx.k_h) and nlos.any():
         ii = np.flatnonzero(nlos)
         u = ue[ii]
         qx, qy, qh = ctx.k_xy[:, 0], ctx.k_xy[:, 1], ctx.k_h
@@ -338,12 +392,12 @@ def _chunk(ctx: SceneContext, cfg: ScenarioConfig, ue: np.ndarray, key: int) -> 
         cos_t = ((qx - bs[0]) * (-ex) + (qy - bs[1]) * (-ey) + dz1 * dz2) / (d1 * d2)
         theta = np.arccos(np.clip(cos_t, -1.0, 1.0))
         nu = theta * np.sqrt(2 * d1 * d2 / (lam * (d1 + d2)))
-        gain = fspl_gain_db(d1 + d2, cfg.carrier_hz) - knife_edge_loss_db(nu)
+        gain = fspl_gain_db(d1 + d2, c.cfg.carrier_hz) - knife_edge_loss_db(nu)
         okq = (zq < qh - 0.1) & (d2h > 1.0)
         # rank by the diffracted power, favouring corners on the UE's own street (their corner -> UE
         # leg runs along the street and is usually clear); blockage decides among the best few
         band = np.zeros(okq.shape, bool)
-        for inside, si, streets, coord in ((in_st[0], si_st[0], city.streets_x, qx), (in_st[1], si_st[1], city.streets_y, qy)):
+        for (inside, si), streets, coord in zip(c.streets, (city.streets_x, city.streets_y), (qx, qy)):
             band |= inside[ii, None] & (np.abs(coord[None, :] - streets[si[ii]][:, None]) < w2 + 0.2)
         clear2d = np.ones(okq.shape, bool)
         for f in (0.3, 0.7):   # cheap footprint probe of the corner -> UE leg
@@ -362,60 +416,85 @@ def _chunk(ctx: SceneContext, cfg: ScenarioConfig, ue: np.ndarray, key: int) -> 
         slot_ok[ii] = tb(okc)
         slot_gain[ii] = tb(gsel)
         slot_len[ii] = tb(tk(d1 + d2))
-        slot_phase[ii] = -k0 * slot_len[ii] - np.pi / 4
+        slot_phase[ii] = -c.k0 * slot_len[ii] - np.pi / 4
         slot_aod[ii] = _unit(Qb - bs)
         slot_aoa[ii] = _unit(Qb - u)
-    acc.add(slot_ok, slot_gain, slot_phase, slot_len, slot_aod, slot_aoa, INTER_DIFFRACTION)
+    acc.add(slot_ok, slot_gain, slot_phase, slot_len, slot_aod, slot_aoa, Interaction.DIFFRACTION)
 
-    # --- over-roof diffraction (NLOS): dominant edge from the LOS slab test
+
+def _roof_diffraction(c: _Chunk, acc: _Acc) -> None:
+    """Over-roof knife-edge diffraction (NLOS UEs) over the dominant roof edge found by the LOS test; every NLOS
+    UE gets this path, so every UE has at least one path."""
+    ue, B = c.ue, c.B
+    score, t_e, h_e = c.roof
+    nlos = ~c.los
     E = B + t_e[:, None].astype(np.float64) * (ue - B)
     E[:, 2] = h_e
     d1 = _norm(E - B)
     d2 = _norm(ue - E)
-    nu = np.where(nlos, score.astype(np.float64), 0.0) * np.sqrt(2.0 / (lam * np.maximum(d, 1.0)))
+    nu = np.where(nlos, score.astype(np.float64), 0.0) * np.sqrt(2.0 / (c.lam * np.maximum(c.d_los, 1.0)))
     ln = d1 + d2
-    acc.add(nlos, fspl_gain_db(ln, cfg.carrier_hz) - knife_edge_loss_db(nu), -k0 * ln - np.pi / 4, ln,
-            _unit(E - B), _unit(E - ue), INTER_DIFFRACTION)
+    acc.add(nlos, fspl_gain_db(ln, c.cfg.carrier_hz) - knife_edge_loss_db(nu), -c.k0 * ln - np.pi / 4, ln,
+            _unit(E - B), _unit(E - ue), Interaction.DIFFRACTION)
 
-    # --- diffuse scatterers
-    ns = cfg.n_scatterers
-    if ns:
-        cs = SCATTER_CELL_M
-        m = 2 * ns
-        ci = np.floor(ux / cs).astype(np.int64)
-        cj = np.floor(uy / cs).astype(np.int64)
-        offx = np.repeat(np.array([-1, -1, -1, 0, 0, 0, 1, 1, 1]), m)
-        offy = np.repeat(np.tile(np.array([-1, 0, 1]), 3), m)
-        gx = ci[:, None] + offx
-        gy = cj[:, None] + offy
-        kk = np.broadcast_to(np.tile(np.arange(m), 9), gx.shape)
-        hh = _hash64(key, gx, gy, kk)
-        sx, sy = (gx + _field(hh, 0)) * cs, (gy + _field(hh, 1)) * cs
-        dh = np.hypot(sx - ux[:, None], sy - uy[:, None])
-        valid = (dh > 0.5) & (dh < cs)
-        valid &= city.building_at(sx, sy) < 0
-        key_d = np.where(valid, dh, np.inf)
-        sel = _topk(key_d, ns + 1)
-        dsel = np.take_along_axis(key_d, sel, 1)
-        dref = np.minimum(dsel[:, ns] if sel.shape[1] > ns else np.full(n, np.inf), cs)
-        sel, dsel = sel[:, :ns], dsel[:, :ns]
-        wgt = np.clip(1.0 - dsel / dref[:, None], 0.0, 1.0) ** 2
-        tk = lambda a: np.take_along_axis(a, sel, 1)  # noqa: E731
-        hs = tk(hh)
-        sz = 0.5 + 3.5 * _field(hs, 2)
-        rcs = RCS_DBSM[0] + (RCS_DBSM[1] - RCS_DBSM[0]) * _field(hs, 3)
-        sph = 2 * np.pi * _field(hs, 4)
-        S = np.stack([tk(sx), tk(sy), sz], -1)
-        okc = np.isfinite(dsel) & (wgt > 0)
-        okc &= _test(ctx, okc, 0, bs, S, S[..., :2])
-        Uu = np.broadcast_to(ue[:, None, :], S.shape)
-        okc &= _test(ctx, okc, None, Uu, S, None, local=True)
-        d1 = _norm(S - bs)
-        d2 = np.where(okc, _norm(S - Uu), 1.0)
-        gain = scatter_gain_db(d1, np.maximum(d2, SCATTER_MIN_D_M), rcs, cfg.carrier_hz) + 10 * np.log10(np.maximum(wgt, 1e-12))
-        acc.add(okc, gain, -k0 * (d1 + d2) + sph, d1 + d2, _unit(S - bs), _unit(S - Uu), INTER_SCATTERING)
+
+def _scatterers(c: _Chunk, acc: _Acc) -> None:
+    """Diffuse point scatterers of the hashed field: each UE's ``n_scatterers`` nearest, visibility-tapered."""
+    ns = c.cfg.n_scatterers
+    if not ns:
+        return
+    ctx, ue, bs, n = c.ctx, c.ue, c.ctx.bs, c.n
+    ux, uy = ue[:, 0], ue[:, 1]
+    cs = SCATTER_CELL_M
+    m = 2 * ns
+    ci = np.floor(ux / cs).astype(np.int64)
+    cj = np.floor(uy / cs).astype(np.int64)
+    offx = np.repeat(np.array([-1, -1, -1, 0, 0, 0, 1, 1, 1]), m)
+    offy = np.repeat(np.tile(np.array([-1, 0, 1]), 3), m)
+    gx = ci[:, None] + offx
+    gy = cj[:, None] + offy
+    kk = np.broadcast_to(np.tile(np.arange(m), 9), gx.shape)
+    hh = _hash64(c.key, gx, gy, kk)
+    sx, sy = (gx + _field(hh, 0)) * cs, (gy + _field(hh, 1)) * cs
+    dh = np.hypot(sx - ux[:, None], sy - uy[:, None])
+    valid = (dh > 0.5) & (dh < cs)
+    valid &= ctx.city.building_at(sx, sy) < 0
+    key_d = np.where(valid, dh, np.inf)
+    sel = _topk(key_d, ns + 1)
+    dsel = np.take_along_axis(key_d, sel, 1)
+    dref = np.minimum(dsel[:, ns] if sel.shape[1] > ns else np.full(n, np.inf), cs)
+    sel, dsel = sel[:, :ns], dsel[:, :ns]
+    wgt = np.clip(1.0 - dsel / dref[:, None], 0.0, 1.0) ** 2
+    tk = lambda a: np.take_along_axis(a, sel, 1)  # noqa: E731
+    hs = tk(hh)
+    sz = 0.5 + 3.5 * _field(hs, 2)
+    rcs = RCS_DBSM[0] + (RCS_DBSM[1] - RCS_DBSM[0]) * _field(hs, 3)
+    sph = 2 * np.pi * _field(hs, 4)
+    S = np.stack([tk(sx), tk(sy), sz], -1)
+    okc = np.isfinite(dsel) & (wgt > 0)
+    okc &= _test(ctx, okc, 0, bs, S, S[..., :2])
+    Uu = np.broadcast_to(ue[:, None, :], S.shape)
+    okc &= _test(ctx, okc, None, Uu, S, None, local=True)
+    d1 = _norm(S - bs)
+    d2 = np.where(okc, _norm(S - Uu), 1.0)
+    gain = scatter_gain_db(d1, np.maximum(d2, SCATTER_MIN_D_M), rcs, c.cfg.carrier_hz) + 10 * np.log10(np.maximum(wgt, 1e-12))
+    acc.add(okc, gain, -c.k0 * (d1 + d2) + sph, d1 + d2, _unit(S - bs), _unit(S - Uu), Interaction.SCATTERING)
+
+
+# the mechanisms in slot order (the order of the columns before sorting by power; keep it for identical bytes)
+MECHANISMS = (_los, _ground, _single_walls, _double_walls, _corner_diffraction, _roof_diffraction, _scatterers)
+
+
+def _chunk(ctx: SceneContext, cfg: ScenarioConfig, ue: np.ndarray, key: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Every path of a chunk of UEs: each mechanism appends its slots to the accumulator."""
+    lam = wavelength(cfg.carrier_hz)
+    c = _Chunk(ctx=ctx, cfg=cfg, ue=ue, lam=lam, k0=2 * np.pi / lam, eps=concrete_permittivity(cfg.carrier_hz),
+               B=np.broadcast_to(ctx.bs, (len(ue), 3)), key=key, streets=_street_membership(ctx, ue))
+    acc = _Acc(len(ue))
+    for mechanism in MECHANISMS:
+        mechanism(c, acc)
     assert CELL_MARGIN_M >= SCATTER_CELL_M
-    return acc.stack(), los
+    return acc.stack(), c.los
 
 
 def find_paths(city: City, cfg: ScenarioConfig, ue_pos: np.ndarray, rng: np.random.Generator) -> tuple[PathSet, np.ndarray]:

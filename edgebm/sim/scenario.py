@@ -16,19 +16,17 @@ from .mobility import street_trajectories
 from .paths import PathSet, find_paths
 from .sectors import MIN_UE_DISTANCE_M, coverage_az_ranges, in_coverage
 
-__all__ = ["SimResult", "simulate", "simulate_trajectories", "drop_ues", "measure_paths"]
+__all__ = ["SampleArrays", "SimResult", "simulate", "simulate_trajectories", "drop_ues", "measure_paths"]
 
 
 @dataclass(frozen=True, eq=False)
-class SimResult:
-    """Output of :func:`simulate` / :func:`simulate_trajectories` (N rows).
+class SampleArrays:
+    """The per-sample arrays every simulator result has (N rows).
 
     rsrp_b (N, set_b) float32 dBm: noisy Set B measurement at ``snr_db``. rsrp_a (N, set_a) float32
     dBm: noise-free Set A ground truth. best_a (N,) int64 = argmax rsrp_a. pos (N, 3) float32 m,
     city frame with the BS at (0, 0, bs_height_m). los (N,) bool. snr_db (N,) float32 dB.
     noise_dbm (N,) float32: noise per element per subcarrier, dBm. sector (N,) int8 serving panel.
-    traj_id (N,) int32 and t (N,) float32 s for trajectories (rows ordered by (traj_id, t)), else None.
-    codebooks: :func:`~edgebm.sim.build_codebooks` output. paths: the :class:`PathSet`.
     """
 
     rsrp_b: np.ndarray
@@ -39,15 +37,24 @@ class SimResult:
     snr_db: np.ndarray
     noise_dbm: np.ndarray
     sector: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.rsrp_a.shape[0])
+
+
+@dataclass(frozen=True, eq=False)
+class SimResult(SampleArrays):
+    """Output of :func:`simulate` / :func:`simulate_trajectories`: :class:`SampleArrays` plus
+    traj_id (N,) int32 and t (N,) float32 s for trajectories (rows ordered by (traj_id, t)), else None;
+    codebooks: :func:`~edgebm.sim.build_codebooks` output; paths: the :class:`PathSet`; config; seed.
+    """
+
     traj_id: np.ndarray | None
     t: np.ndarray | None
     codebooks: dict[str, Any]
     paths: PathSet
     config: ScenarioConfig
     seed: int
-
-    def __len__(self) -> int:
-        return int(self.rsrp_a.shape[0])
 
 
 def _check_int(name: str, v: Any, lo: int) -> int:
@@ -79,9 +86,9 @@ def drop_ues(city: City, cfg: ScenarioConfig, n: int, rng: np.random.Generator) 
 
 
 def measure_paths(cfg: ScenarioConfig, paths: PathSet, sector: np.ndarray, rng_noise: np.random.Generator | None,
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Channels from ``paths`` (chunked), UE receive beam, noise for ``cfg.snr_db``, then
-    ``(rsrp_b noisy (N, set_b), rsrp_a noise-free (N, set_a), noise_dbm (N,))``."""
+                  snr_db: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Channels from ``paths`` (chunked), UE receive beam, noise for ``cfg.snr_db`` (or the per-sample
+    ``snr_db`` (N,) dB when given), then ``(rsrp_b noisy (N, set_b), rsrp_a noise-free (N, set_a), noise_dbm (N,))``."""
     cbs = build_codebooks(cfg)
     cb_a, cb_b = cbs["set_a"], cbs["set_b"]
     n = len(paths)
@@ -93,7 +100,7 @@ def measure_paths(cfg: ScenarioConfig, paths: PathSet, sector: np.ndarray, rng_n
         sl = slice(s, min(n, s + chunk))
         H = channel_from_paths(paths.take(sl), cfg, sector[sl])
         w = ue_combiner(H, cfg) if cfg.n_rx > 1 else None
-        nz = noise_dbm_for_snr(H, cfg.snr_db)
+        nz = noise_dbm_for_snr(H, cfg.snr_db if snr_db is None else snr_db[sl])
         noise[sl] = nz
         rsrp_a[sl] = measure_rsrp(H, cb_a, nz, None, w)
         rsrp_b[sl] = measure_rsrp(H, cb_b, nz, rng_noise, w)

@@ -51,57 +51,104 @@ def _pad_lists(mask: np.ndarray, order_key: np.ndarray | None, pad: int) -> tupl
     return out, cnt
 
 
+def _wedge_tables(apex_xy: np.ndarray, fp: np.ndarray, pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """Wedge candidate lists for apexes (A, 2) m over footprints fp (M, 4): ``(tbl (A, N_BINS, K) int32 building
+    ids in ascending order padded with ``pad``, cnt (A, N_BINS) int32)``. Each apex's lists depend only on that
+    apex, so tables built for any subset of apexes hold the same lists."""
+    n_a, m = len(apex_xy), len(fp)
+    x0, y0, x1, y1 = (fp[None, :, i] for i in range(4))
+    ax, ay = apex_xy[:, 0:1], apex_xy[:, 1:2]
+    thc = np.arctan2((y0 + y1) / 2 - ay, (x0 + x1) / 2 - ax)            # (A, M)
+    lo = np.full((n_a, m), np.inf)
+    hi = np.full((n_a, m), -np.inf)
+    for cx, cy in ((x0, y0), (x1, y0), (x0, y1), (x1, y1)):
+        vx, vy = cx - ax, cy - ay
+        d = _wrap(np.arctan2(vy, vx) - thc)
+        d = np.where(np.hypot(vx, vy) < 1e-9, 0.0, d)
+        lo = np.minimum(lo, d)
+        hi = np.maximum(hi, d)
+    delta = 2 * np.pi / N_BINS
+    b_lo = np.floor((thc + lo - 1e-4 + np.pi) / delta).astype(np.int32)
+    b_hi = np.floor((thc + hi + 1e-4 + np.pi) / delta).astype(np.int32)
+    inside = (x0 < ax) & (ax < x1) & (y0 < ay) & (ay < y1)
+    nb = np.where(inside, N_BINS, np.minimum(b_hi - b_lo + 1, N_BINS)).astype(np.int32).ravel()
+    b_lo = np.where(inside, 0, b_lo).astype(np.int32).ravel()
+    # one entry per (apex, building, bin the building overlaps), in (apex, building) order; int32 throughout
+    pair = np.repeat(np.arange(n_a * m, dtype=np.int32), nb)
+    off = np.arange(pair.size, dtype=np.int32) - np.repeat((np.cumsum(nb) - nb).astype(np.int32), nb)
+    b = b_lo[pair] + off
+    b %= N_BINS
+    apex = pair // m
+    row = apex * N_BINS + b                                             # apex * N_BINS + bin
+    bld = pair - apex * m
+    order = np.argsort(row, kind="stable")                              # stable: buildings stay ascending
+    row, bld = row[order], bld[order]
+    cnt = np.bincount(row, minlength=n_a * N_BINS).astype(np.int32)
+    k = max(1, int(cnt.max()))
+    start = (np.cumsum(cnt) - cnt).astype(np.int32)
+    tbl = np.full((n_a * N_BINS, k), pad, dtype=np.int32)
+    tbl[row, np.arange(row.size, dtype=np.int32) - start[row]] = bld
+    return tbl.reshape(n_a, N_BINS, k), cnt.reshape(n_a, N_BINS)
+
+
 @dataclass(eq=False)
 class ApexTables:
-    """Azimuth-wedge candidate lists around apex points (see module doc)."""
+    """Azimuth-wedge candidate lists around apex points (see module doc).
+
+    Built lazily: an apex's lists are computed the first time a leg from it is tested (most apexes of a city,
+    e.g. the canyons of streets no UE stands in, are never used by a given run); the lists do not depend on
+    which apexes were built before, so results are the same as with every table built up front.
+    """
 
     xy: np.ndarray      # (A, 2) m
-    tbl: np.ndarray     # (A, N_BINS, K) int32 building ids, padded with the dummy id
+    fp: np.ndarray      # (M, 4) building footprints, m
+    pad: int            # dummy building id used as padding
+    tbl: np.ndarray     # (A, N_BINS, K) int32 building ids, padded with the dummy id; valid where ``built``
     cnt: np.ndarray     # (A, N_BINS) int32
+    built: np.ndarray   # (A,) bool
 
     @classmethod
     def build(cls, apex_xy: np.ndarray, fp: np.ndarray, pad: int) -> "ApexTables":
-        """Tables for apexes (A, 2) m over building footprints fp (M, 4); ``pad`` = dummy id."""
+        """Tables for apexes (A, 2) m over building footprints fp (M, 4); ``pad`` = dummy id. Nothing is
+        computed until :meth:`candidates` needs it."""
         apex_xy = np.asarray(apex_xy, dtype=np.float64).reshape(-1, 2)
-        n_a, m = len(apex_xy), len(fp)
-        x0, y0, x1, y1 = (fp[None, :, i] for i in range(4))
-        ax, ay = apex_xy[:, 0:1], apex_xy[:, 1:2]
-        thc = np.arctan2((y0 + y1) / 2 - ay, (x0 + x1) / 2 - ax)            # (A, M)
-        lo = np.full((n_a, m), np.inf)
-        hi = np.full((n_a, m), -np.inf)
-        for cx, cy in ((x0, y0), (x1, y0), (x0, y1), (x1, y1)):
-            vx, vy = cx - ax, cy - ay
-            d = _wrap(np.arctan2(vy, vx) - thc)
-            d = np.where(np.hypot(vx, vy) < 1e-9, 0.0, d)
-            lo = np.minimum(lo, d)
-            hi = np.maximum(hi, d)
-        delta = 2 * np.pi / N_BINS
-        b_lo = np.floor((thc + lo - 1e-4 + np.pi) / delta).astype(np.int64)
-        b_hi = np.floor((thc + hi + 1e-4 + np.pi) / delta).astype(np.int64)
-        inside = (x0 < ax) & (ax < x1) & (y0 < ay) & (ay < y1)
-        nb = np.where(inside, N_BINS, np.minimum(b_hi - b_lo + 1, N_BINS))
-        b_lo = np.where(inside, 0, b_lo)
-        nb, b_lo = nb.ravel(), b_lo.ravel()
-        pair = np.repeat(np.arange(n_a * m), nb)
-        off = np.arange(pair.size) - np.repeat(np.cumsum(nb) - nb, nb)
-        row = (pair // m) * N_BINS + (b_lo[pair] + off) % N_BINS            # apex * N_BINS + bin
-        bld = pair % m
-        order = np.argsort(row, kind="stable")
-        row, bld = row[order], bld[order]
-        cnt = np.bincount(row, minlength=n_a * N_BINS).astype(np.int32)
-        k = max(1, int(cnt.max()))
-        start = np.cumsum(cnt) - cnt
-        tbl = np.full((n_a * N_BINS, k), pad, dtype=np.int32)
-        tbl[row, np.arange(row.size) - start[row]] = bld
-        return cls(xy=apex_xy, tbl=tbl.reshape(n_a, N_BINS, k), cnt=cnt.reshape(n_a, N_BINS))
+        n_a = len(apex_xy)
+        return cls(xy=apex_xy, fp=np.asarray(fp, dtype=np.float64), pad=int(pad),
+                   tbl=np.empty((n_a, N_BINS, 1), dtype=np.int32), cnt=np.zeros((n_a, N_BINS), dtype=np.int32),
+                   built=np.zeros(n_a, dtype=bool))
+
+    def ensure(self, apex: np.ndarray) -> None:
+        """Compute the tables of the apexes in ``apex`` that are not built yet."""
+        apex = np.asarray(apex, dtype=np.int64)
+        miss = ~self.built[apex]
+        if not miss.any():
+            return
+        need = np.unique(apex[miss])
+        tbl, cnt = _wedge_tables(self.xy[need], self.fp, self.pad)
+        k = tbl.shape[2]
+        if k > self.tbl.shape[2]:      # widen, at least x2 (np.empty: rows of unbuilt apexes are never read)
+            wide = np.empty(self.tbl.shape[:2] + (max(k, 2 * self.tbl.shape[2]),), dtype=np.int32)
+            old = np.flatnonzero(self.built)
+            wide[old, :, :self.tbl.shape[2]] = self.tbl[old]
+            wide[old, :, self.tbl.shape[2]:] = self.pad
+            self.tbl = wide
+        if k == self.tbl.shape[2]:
+            self.tbl[need] = tbl
+        else:
+            part = np.full((need.size, N_BINS, self.tbl.shape[2]), self.pad, dtype=np.int32)
+            part[:, :, :k] = tbl
+            self.tbl[need] = part
+        self.cnt[need] = cnt
+        self.built[need] = True
 
     def candidates(self, apex: np.ndarray, target_xy: np.ndarray) -> np.ndarray:
         """(n, K_eff) candidate buildings for legs on the rays ``apex[i] -> target_xy[i]`` (m)."""
+        if len(apex) == 0:
+            return np.zeros((0, 1), dtype=np.int32)
+        self.ensure(apex)
         a = self.xy[apex]
         ang = np.arctan2(target_xy[:, 1] - a[:, 1], target_xy[:, 0] - a[:, 0])
         b = np.clip(((ang + np.pi) * (N_BINS / (2 * np.pi))).astype(np.int64), 0, N_BINS - 1)
-        if len(b) == 0:
-            return np.zeros((0, 1), dtype=np.int32)
         k = max(1, int(self.cnt[apex, b].max()))
         return self.tbl[apex, b, :k]
 
@@ -210,20 +257,30 @@ def scene_context(city_name: str, bs_height_m: float) -> SceneContext:
     dw = np.hypot(b_a - c, np.maximum(np.maximum(o_lo - b_o, b_o - o_hi), 0.0))
     near = dw < city.coverage_radius_m + WALL_MARGIN_M
     keep = np.flatnonzero(exposed & facing & near)
-    pts, owner = [], []
-    for k in keep:   # sample points on each candidate wall (precomputation)
-        ss = np.linspace(s0[k] + 0.5, s1[k] - 0.5, max(2, int((s1[k] - s0[k]) / 3.0) + 1))
-        zz = np.array([1.0, 0.25 * hh[k], 0.5 * hh[k], 0.75 * hh[k], hh[k] - 0.3])
-        S, Z = np.meshgrid(ss, zz, indexing="ij")
-        S, Z = S.ravel(), Z.ravel()
-        cc = np.full_like(S, c[k] + 0.05 * nrm[k])
-        p = np.stack([cc, S, Z], 1) if axis[k] == 0 else np.stack([S, cc, Z], 1)
-        pts.append(p)
-        owner.append(np.full(len(S), k))
-    pts = np.concatenate(pts)
-    owner = np.concatenate(owner)
-    vis = _visible_from_bs(bs_tab, bs, pts, boxes)
-    wsel = np.unique(owner[vis])
+    # sample points on each candidate wall: a 5-height column every ~3 m along it (np.linspace's arithmetic,
+    # vectorised over walls: i * step + start, last point exactly at the end)
+    start, stop = s0[keep] + 0.5, s1[keep] - 0.5
+    num = np.maximum(2, ((s1[keep] - s0[keep]) / 3.0).astype(np.int64) + 1)
+    owner_s = np.repeat(np.arange(keep.size), num)
+    i_s = np.arange(owner_s.size) - np.repeat(np.cumsum(num) - num, num)
+    ss = i_s.astype(np.float64) * ((stop - start) / (num - 1))[owner_s] + start[owner_s]
+    last = i_s == num[owner_s] - 1
+    ss[last] = stop[owner_s[last]]
+    hk = hh[keep][owner_s]
+    zz = np.stack([np.ones_like(hk), 0.25 * hk, 0.5 * hk, 0.75 * hk, hk - 0.3], 1).ravel()
+    S = np.repeat(ss, 5)
+    wk = keep[np.repeat(owner_s, 5)]
+    cc = c[wk] + 0.05 * nrm[wk]
+    pts = np.where((axis[wk] == 0)[:, None], np.stack([cc, S, zz], 1), np.stack([S, cc, zz], 1))
+    # a wall is kept when any of its points is visible: test the top row first, then lower rows only on the walls
+    # not seen yet (the same set of walls as testing every point, at a fraction of the tests)
+    level = np.tile(np.arange(5), len(ss))
+    seen = np.zeros(len(c), dtype=bool)
+    for lv in (4, 3, 2, 1, 0):
+        todo = np.flatnonzero((level == lv) & ~seen[wk])
+        if todo.size:
+            seen[wk[todo[_visible_from_bs(bs_tab, bs, pts[todo], boxes)]]] = True
+    wsel = np.flatnonzero(seen)
 
     # --- convex exposed corners visible from the BS
     cxs = np.stack([x0, x1, x0, x1], 1).ravel()
