@@ -130,7 +130,7 @@ def run(quick: bool = False, out_dir: Path = RESULTS, argv: str = "") -> str:
         f"python -m bench targets{' --quick' if quick else ''}",
         [f"default scenario, {n} UEs, seed 0; held-out = the export job's test split ({len(x)} samples)",
          f"latencies: single sample, 1 thread; onnxruntime {runs} timed calls after 50 warm-up; compiled C: every held-out row x 5 "
-         "repetitions, median of per-repetition percentiles, timer overhead removed",
+         "repetitions, pooled percentiles, timer overhead removed",
          f"second runtimes: {runtime_status('reference')[1]}; {runtime_status('tract')[1]}"],
     )
     with tempfile.TemporaryDirectory() as td:

@@ -8,8 +8,8 @@ Measured, not estimated, with the system C compiler (``$CC``, else ``cc`` / ``gc
   GCC's ``-fcallgraph-info=su`` (per-function frames from ``-fstack-usage``); libm calls have no
   frame information and are not counted (a note says so);
 * **latency**: a host harness (``c_templates/harness.c.in``, ``-O2``) times every call on held-out
-  rows; percentiles are the median over repetitions of per-repetition percentiles (as the ONNX
-  gate does), minus the timer's own median overhead, then scaled by the profile's
+  rows (after one untimed pass over them); percentiles pooled over every call (as the ONNX gate
+  pools them), minus the timer's own median overhead, then scaled by the profile's
   ``slowdown_vs_host`` (the MCU core against one host core);
 * **agreement**: the harness's beams against onnxruntime's top-1 on the same rows.
 
@@ -145,11 +145,10 @@ def _stack(ci: Path, su: Path, entry: str) -> tuple[int | None, str]:
 
 
 def _latency(times_ns: np.ndarray, reps: int, n: int) -> tuple[LatencyStats, float]:
+    """Pooled percentiles of every timed call (as the ONNX gate pools them), minus the timer's median overhead."""
     calls, empty = times_ns[: reps * n], times_ns[reps * n :]
     overhead = float(np.median(empty))
-    per = np.array([np.percentile(np.maximum(r - overhead, 0.0), [50, 95, 99]) for r in calls.reshape(reps, n)])
-    p50, p95, p99 = np.median(per, axis=0) / 1e6
-    return LatencyStats(float(p50), float(p95), float(p99), float(np.maximum(calls - overhead, 0).mean() / 1e6), reps * n, n), overhead
+    return LatencyStats.from_samples(np.maximum(calls - overhead, 0.0) / 1e6, n), overhead
 
 
 def measure_c(c_dir: str | Path, x: np.ndarray, onnx_top1: np.ndarray, reps: int = 5, cc: str | None = None) -> CBuild:
