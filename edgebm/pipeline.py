@@ -26,6 +26,7 @@ from .atomic import ScratchDir
 from .deploy import check_parity, export_onnx, write_bundle
 from .deploy.bundle import bundle_out_dir
 from .deploy.onnx_export import INPUT_NAME, OUTPUT_NAMES
+from .deploy.targets import check_targets, target_writers
 from .evaluate import dataset_beam_xy
 from .metrics import summarize
 from .profiles import DeviceProfile, load_profile
@@ -234,8 +235,12 @@ def export_for_profile(
         if isinstance(model, TorchBeamModel) and chosen.info.get("feature_output"):
             head = model.module.head
             writers["head.npz"] = lambda p: _write_npz(p, {"W": head.weight.detach().numpy(), "b": head.bias.detach().numpy()})
-        if prof.compute.backend == "tensorrt":
-            _tensorrt(prof, chosen, tmp, manifest, writers)
+        targets = chosen.info.get("targets")  # per-device-class artifacts (deploy.targets): model.ort, c/, model.plan, ...
+        if targets is not None:
+            writers.update(target_writers(targets))
+            manifest["targets"] = targets.manifest
+            if targets.tensorrt is not None:
+                manifest["tensorrt"] = targets.tensorrt
         manifest["export_seconds"] = round(time.perf_counter() - t_start, 2)
         progress("bundle", 0, 1, str(out))
         bundle = write_bundle(out, writers, manifest)
@@ -290,8 +295,11 @@ def _variants(stem, model, prof, tmp, train, val, test, calib, max_drop, runs, p
         if c.error or c.onnx_path is None:
             continue
         progress("gate", 0, 1, c.name)
+        c.info["targets"] = check_targets(c.onnx_path, prof, tmp / f"targets-{stem}-{c.precision}", x=test.rsrp_b, model=model,
+                                          family=c.family, precision=c.precision, latency_runs=runs)
+        # target gate lines (accelerator, ORT format, C, TensorRT) decide too
         c.report = run_gate(c.onnx_path, prof, test.rsrp_b[:1], thop=thop if c.precision == "fp32" else None, runs=runs, precision=c.precision,
-                            head_params=head_params)
+                            head_params=head_params, extra_lines=c.info["targets"].lines)
         scores = _scores(c.onnx_path, c.info["score_output"], c.info["score_kind"], test.rsrp_b, threads)
         c.metrics = summarize(scores, test.rsrp_a, test.noise_dbm, dataset_beam_xy(test))
         progress("gate", 1, 1, f"{c.name}: {c.report.verdict}")
@@ -323,21 +331,6 @@ def _quantised(stem, model, prec, fp32: Path, tmp: Path, calib, val, test, threa
                               "drop": q.drop, "excluded_nodes": list(q.excluded_nodes), "notes": q.notes}
     c.parity = {**check_parity(model.module, out, test.rsrp_b, threads).to_dict(), "vs": "torch fp32", "top1_drop_val": q.drop}
     return c
-
-
-def _tensorrt(prof: DeviceProfile, chosen: Candidate, tmp: Path, manifest: dict, writers: dict) -> None:
-    from .deploy.tensorrt_engine import build_engine, tensorrt_status
-
-    ok, why = tensorrt_status()
-    if not ok:
-        manifest["tensorrt"] = {"built": False, "reason": why, "fallback": "model.onnx (onnxruntime)"}
-        return
-    prec = chosen.precision if chosen.precision in ("fp16", "int8") else "fp32"
-    info = build_engine(chosen.onnx_path, tmp / "model.plan", prec)
-    plan = info.plan_path.read_bytes()
-    writers["model.plan"] = lambda p: p.write_bytes(plan)
-    manifest["tensorrt"] = {"built": True, "precision": prec, "tensorrt_version": info.tensorrt_version,
-                            "build_seconds": round(info.build_seconds, 2), "plan_file": "model.plan"}
 
 
 def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
