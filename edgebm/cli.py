@@ -542,6 +542,14 @@ def cmd_check(a: argparse.Namespace) -> int:
     rng = np.random.default_rng(0)
     sample = (-90.0 + 10.0 * rng.standard_normal(dims)).astype(np.float32)
     report = run_gate(a.model, prof, sample, runs=a.runs)
+    import tempfile
+
+    from .deploy.targets import check_targets
+
+    with tempfile.TemporaryDirectory(prefix="edgebm-check-") as tmp:  # the profile's targets: accelerator, ORT format, C, TensorRT
+        n_rows = shape[0] if isinstance(shape[0], int) else 500  # a graph with a fixed batch takes exactly that many rows
+        rows = (-90.0 + 10.0 * rng.standard_normal((n_rows, *dims[1:]))).astype(np.float32)
+        report.lines += check_targets(a.model, prof, tmp, x=rows, latency_runs=a.runs).lines
     _console(False).print(_budget_table(report, f"budget: {a.model} on {prof.name}"))
     if report.verdict != "pass":
         print(f"edgebm: over budget: {report.reason()}", file=sys.stderr)

@@ -39,6 +39,7 @@ __all__ = [
     "check_profile_name",
     "PRECISIONS",
     "BACKENDS",
+    "ACCELERATORS",
     "FAMILIES",
     "profile_dirs",
     "list_profiles",
@@ -51,7 +52,10 @@ PRECISIONS = ("fp32", "fp16", "int8")
 SSB_PERIODS_MS = (5, 10, 20, 40, 80, 160)
 #: a profile name is an identifier, never a path: it names the default bundle folder ``export/<name>``
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
-BACKENDS = ("onnxruntime", "tensorrt")
+#: onnxruntime (CPU), tensorrt (NVIDIA GPU engine), c (portable C99 compiled for a microcontroller, no runtime)
+BACKENDS = ("onnxruntime", "tensorrt", "c")
+#: phone NPU/DSP paths that onnxruntime mobile reaches through an execution provider
+ACCELERATORS = ("none", "nnapi", "coreml")
 #: model families a profile may allow (the family registry, edgebm.models.registry, is where families are declared)
 FAMILIES = family_names()
 
@@ -70,6 +74,14 @@ class Compute:
     peak_gflops: float
     mem_bandwidth_gbs: float
     slowdown_vs_host: float
+    #: ship model.ort + required_operators*.config for an onnxruntime mobile (reduced) build
+    ort_mobile: bool = False
+    #: NPU/DSP execution provider the bundle must suit ("none": CPU only); gated by the accelerator line
+    accelerator: str = "none"
+    #: the accelerator must take at least this share of the graph's nodes (%) ...
+    accelerator_min_nodes_pct: float = 95.0
+    #: ... in at most this many partitions (each partition boundary is a CPU <-> accelerator copy)
+    accelerator_max_partitions: int = 2
 
 
 @dataclass(frozen=True)
@@ -200,6 +212,10 @@ def _positive(v: float) -> str | None:
     return None if v > 0 else "must be > 0"
 
 
+def _percent(v: float) -> str | None:
+    return None if 0 < v <= 100 else "must be a percentage in (0, 100]"
+
+
 def _choice(options: tuple[Any, ...]) -> Callable[[Any], str | None]:
     def check(v: Any) -> str | None:
         return None if v in options else f"must be one of {', '.join(str(o) for o in options)}, got {v!r}"
@@ -235,6 +251,10 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], bool, Callable[[Any], str | 
         "peak_gflops": (_NUM, True, _positive),
         "mem_bandwidth_gbs": (_NUM, True, _positive),
         "slowdown_vs_host": (_NUM, True, _positive),
+        "ort_mobile": ((bool,), False, None),
+        "accelerator": ((str,), False, _choice(ACCELERATORS)),
+        "accelerator_min_nodes_pct": (_NUM, False, _percent),
+        "accelerator_max_partitions": ((int,), False, _positive),
     },
     "limits": {
         "max_mflops": (_NUM, True, _positive),

@@ -421,7 +421,8 @@ def run_emulator(
     res = emulate_traces(phases, _predictor_infer(pred, cfg.k_refine, float(compute["slowdown_vs_host"])), cfg, cycle_ms=cycle_ms,
                          deadline_ms=deadline_ms, adapter=adapter, n_avg=base.n_subcarriers, progress=progress)
     res.config = {**asdict(cfg), "shifts": [asdict(s) for s in cfg.shifts], "bundle": str(bundle), "profile": pred.manifest.profile,
-                  "family": pred.manifest.family, "scenario": base.to_dict()}
+                  "family": pred.manifest.family, "backend": pred.backend, "backend_reason": pred.backend_reason,
+                  "scenario": base.to_dict()}
     res.shifts = [{**asdict(s), "cycle": int(st)} for s, st in zip(ordered, starts[1:-1]) if st < n_steps]
     res.seconds = time.perf_counter() - t_start
     return res

@@ -78,6 +78,7 @@ class Candidate:
     quantization: dict[str, Any] | None = None
     parent: str | None = None
     slower_than_parent: float | None = None  # measured latency ratio to the fp32 parent when > 1
+    targets: Any = None  # edgebm.deploy.targets.TargetCheck: per-device-class artifacts and their gate lines
     error: str | None = None
     lost: str | None = None
     cost: float | None = None  # objective value (ms, uJ or KiB), set by selection

@@ -197,7 +197,14 @@ def _write(run: RecipeRun, pc: ProfileCandidates, chosen: Candidate, rule: Selec
     if g.head is not None:
         w, b = g.head
         writers["head.npz"] = lambda p: _write_npz(p, {"W": w, "b": b})
-    extra_artifacts(prof, chosen, ctx.work, manifest, writers)
+    targets = run.targets_for(prof, chosen, sm)  # per-device-class artifacts: model_fixed.onnx, model.ort, c/, model.plan
+    if targets is not None:
+        from ..deploy.targets import target_writers
+
+        writers.update(target_writers(targets))
+        manifest["targets"] = targets.manifest
+        if targets.tensorrt is not None:
+            manifest["tensorrt"] = targets.tensorrt
     manifest["export_seconds"] = round(time.perf_counter() - t0, 2)
     writers["budget.md"] = lambda p: p.write_text(budget_markdown(prof, chosen, pc.candidates, manifest), encoding="utf-8")
     ctx.progress("bundle", 0, 1, str(out))
@@ -209,30 +216,6 @@ def _write(run: RecipeRun, pc: ProfileCandidates, chosen: Candidate, rule: Selec
     mod = sm.model.module if isinstance(sm.model, TorchBeamModel) else sm.model
     return ExportResult(bundle, chosen.report, metrics, chosen.parity, read_manifest(bundle), mod,  # type: ignore[arg-type]
                         pc.candidates, chosen, teacher)
-
-
-def extra_artifacts(prof: DeviceProfile, chosen: Candidate, work: Path, manifest: dict, writers: dict[str, Callable[[Path], Any]]) -> None:
-    """Per-target files next to ``model.onnx``: the TensorRT engine for ``tensorrt`` profiles.
-
-    This is the one place target artifacts join the bundle (each adds writers and manifest fields).
-    """
-    if prof.compute.backend == "tensorrt":
-        _tensorrt(chosen, work, manifest, writers)
-
-
-def _tensorrt(chosen: Candidate, work: Path, manifest: dict, writers: dict) -> None:
-    from ..deploy.tensorrt_engine import build_engine, tensorrt_status
-
-    ok, why = tensorrt_status()
-    if not ok:
-        manifest["tensorrt"] = {"built": False, "reason": why, "fallback": "model.onnx (onnxruntime)"}
-        return
-    prec = chosen.precision if chosen.precision in ("fp16", "int8") else "fp32"
-    info = build_engine(chosen.graph.path, work / "model.plan", prec)  # type: ignore[union-attr]
-    plan = info.plan_path.read_bytes()
-    writers["model.plan"] = lambda p: p.write_bytes(plan)
-    manifest["tensorrt"] = {"built": True, "precision": prec, "tensorrt_version": info.tensorrt_version,
-                            "build_seconds": round(info.build_seconds, 2), "plan_file": "model.plan"}
 
 
 def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:

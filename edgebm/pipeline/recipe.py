@@ -19,7 +19,11 @@ what determines it). For a profile (:meth:`RecipeRun.candidates`):
    a tied candidate found so far is not fine-tuned (it could not win); the search log says which.
 4. **quantise** — every neural fp32 graph to each precision the profile allows (static int8 QDQ with the
    accuracy-aware exclusion, fp16), the on-device head kept fp32.
-5. **export / gate** — every variant is gated against the profile, with the parity and slower-than-parent lines.
+5. **export / gate** — every variant is gated against the profile, with the parity and slower-than-parent lines;
+   a variant the gate passes then gets its per-device-class artifacts built and judged
+   (:func:`edgebm.deploy.targets.check_targets`: fixed-shape graph and accelerator coverage, ORT format, C for
+   microcontrollers, TensorRT), whose lines join its report (a failing variant loses anyway: building C or ORT
+   artifacts for it would only cost time).
 
 Selection (:mod:`.selection`) then picks on validation; the test split is read once, for the chosen
 candidate and the teacher, by the export job.
@@ -411,6 +415,26 @@ class RecipeRun:
                 cands.append(Candidate(f"{e['student']} fp32", e["student"], "fp32", "", error=e["error"]))
         return ProfileCandidates(prof, teacher, choice, cands, models, log)
 
+    def _targets(self, prof: DeviceProfile, c: Candidate, sm: StoredModel) -> None:
+        """Build and judge ``c``'s per-device-class artifacts when the gate passed it; their lines join its report."""
+        if not c.passed or c.graph is None:
+            return
+        from ..deploy.targets import check_targets
+
+        self.ctx.progress("gate", 0, 1, f"{c.name}: targets")
+        c.targets = check_targets(c.graph.path, prof, _target_dir(self.ctx.work, prof, c), x=self.ctx.val.rsrp_b, model=sm.model,
+                                  family=c.family, precision=c.precision, latency_runs=self.ctx.latency_runs)
+        c.report.lines.extend(c.targets.lines)  # type: ignore[union-attr]
+
+    def targets_for(self, prof: DeviceProfile, c: Candidate, sm: StoredModel) -> Any:
+        """``c``'s target check, built now if the gate did not pass it (a forced bundle still carries its targets)."""
+        if c.targets is None and c.graph is not None:
+            from ..deploy.targets import check_targets
+
+            c.targets = check_targets(c.graph.path, prof, _target_dir(self.ctx.work, prof, c), x=self.ctx.val.rsrp_b, model=sm.model,
+                                      family=c.family, precision=c.precision, latency_runs=self.ctx.latency_runs)
+        return c.targets
+
     def _quick_cost(self, prof: DeviceProfile, sm: StoredModel, rule: SelectionRule) -> tuple[float, bool]:
         rep = run_gate(sm.graph.path, prof, self.ctx.val.rsrp_b[:1], runs=60, warmup=10, precision="fp32",
                        head_params=sm.graph.head_params or None)
@@ -432,6 +456,7 @@ class RecipeRun:
                                      runs=ctx.latency_runs, head_params=sm.graph.head_params,
                                      extra=[parity_line(sm.graph.parity["argmax_agreement"], sm.graph.parity["n_samples"], r.min_parity,
                                                         "the source model"), *head])
+        self._targets(prof, base, sm)
         base.lineage = list(sm.lineage) + [export(base, sm.graph.path)]
         out = [base]
         if sm.graph.feature_output is None:  # classical graphs: fp32 only (skl2onnx trees and kernels have no int8 path)
@@ -458,6 +483,7 @@ class RecipeRun:
                                       head_params=sm.graph.head_params,
                                       extra=[parity_line(agree, len(val.argmax), r.min_parity, f"{base.name}"), slower_line(ratio, base.name),
                                              *head])
+            self._targets(prof, c, sm)
             c.lineage = list(sm.lineage) + [
                 LineageStep("quantise", c.name, base.name, {"mode": q.mode, "max_drop_pp": r.max_quant_drop_pp,
                                                              "excluded_nodes": list(q.excluded_nodes), "kept_fp32": list(q.kept_fp32)},
@@ -465,6 +491,11 @@ class RecipeRun:
                 export(c, path)]
             out.append(c)
         return out
+
+
+def _target_dir(work: Path, prof: DeviceProfile, c: Candidate) -> Path:
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in c.name)
+    return work / "targets" / prof.name / safe
 
 
 def _probe_onnx(module: Any, x: np.ndarray, path: Path) -> Path:
