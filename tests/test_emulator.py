@@ -16,7 +16,9 @@ def sim_bundle(tmp_path_factory):
 
     ds = generate_dataset(ScenarioConfig(), n_samples=3000, seed=1)
     out = tmp_path_factory.mktemp("emu") / "smartphone"
-    export_for_profile("smartphone", ds, out, train_cfg=TrainConfig(epochs=6, seed=0), latency_runs=50)
+    from tests.conftest import lean_profile
+
+    export_for_profile(lean_profile("smartphone"), ds, out, train_cfg=TrainConfig(epochs=6, seed=0), latency_runs=50)
     return out
 
 
