@@ -20,6 +20,7 @@ SUITES = {
     "compress": "bench.compress_tradeoff",
     "throughput": "bench.throughput",
     "adaptation": "bench.adaptation",
+    "targets": "bench.targets",
     "pretrain": "bench.pretrain",
     "generalise": "bench.generalise",
     "lcm": "bench.lcm",

@@ -7,6 +7,7 @@ import os
 import platform
 import sys
 from pathlib import Path
+from typing import Callable
 
 from edgebm.atomic import atomic_write, atomic_write_text
 
@@ -72,3 +73,31 @@ def md_table(columns: list[str], rows: list[list[object]]) -> list[str]:
 
     right = ["---:" if rows and isinstance(rows[0][i], (int, float)) else "---" for i in range(len(columns))]
     return ["| " + " | ".join(columns) + " |", "| " + " | ".join(right) + " |"] + ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
+
+
+def interleaved_latency(fns: dict[str, Callable[[], object]], rounds: int, per_round: int, warmup: int = 50) -> dict[str, dict]:
+    """Time several single-call functions in interleaved rounds (each round times every function
+    ``per_round`` times, in an order rotated every round), so load from other processes on a shared
+    machine spreads over all of them. p50/p99 = median over rounds of the round's percentile (ms)."""
+    import time
+
+    import numpy as np
+
+    names = list(fns)
+    for name in names:
+        for _ in range(warmup):
+            fns[name]()
+    per: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
+    t = np.empty(per_round, dtype=np.float64)
+    for r in range(rounds):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            fn = fns[name]
+            for i in range(per_round):
+                t0 = time.perf_counter_ns()
+                fn()
+                t[i] = time.perf_counter_ns() - t0
+            p50, p99 = np.percentile(t, [50, 99]) / 1e6
+            per[name].append((float(p50), float(p99)))
+    return {n: {"p50_ms": float(np.median([v[0] for v in vals])), "p99_ms": float(np.median([v[1] for v in vals]))}
+            for n, vals in per.items()}

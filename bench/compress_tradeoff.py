@@ -1,33 +1,32 @@
-"""Suite 4 — compression trade-off (seed 003 Fig. 6) and the export issue's must-shows.
+"""Suite 4 — compression trade-off (seed 003 Fig. 6), regenerated from the export recipe.
 
-On the default scenario (city0, 28 GHz, 8x8 BS UPA, 16 -> 64 beams, 20 dB): params and FLOPs (ONNX
-count, :func:`edgebm.budget.analyze_onnx`), held-out top-1 / top-3, weight KiB and single-sample
-onnxruntime p50 latency (1 thread) of
+Runs the real recipe of ``edgebm export`` (:class:`edgebm.pipeline.RecipeRun`) for the smartphone profile on the
+default scenario (city0, 28 GHz, 8x8 BS UPA, 16 -> 64 beams, 20 dB) and measures every model it builds:
 
-- the teacher (``BeamTeacherCNN`` at its default 32x32 upsampling, the big reference) and the
-  position-aided teacher (``teacher_pos``);
-- the DS-CNN student trained plainly and distilled from the teacher (Hinton KD on the teacher's logits);
-- the MLP student and its structurally pruned versions (50 % / 75 % of the hidden neurons removed by
-  :func:`edgebm.compress.prune_structured`, fine-tuned after pruning);
-- int8 (static QDQ) and fp16 versions of the students (and int8 of the teacher) by
-  :func:`edgebm.compress.quantize_onnx`;
-- the classical families svm_linear, tree, gbt and sgd (exported with skl2onnx).
+- the teacher (the profile's ``[recipe] teacher``; while no pretrained weights ship, trained here);
+- the students distilled from it (seed-003 beam-power soft labels + Hinton KD) and, for comparison, the same
+  students trained without the teacher;
+- the MLP student structurally pruned at a grid of ratios (the recipe's own points among them) and the DS-CNN at
+  two ratios, each fine-tuned with the distillation loss;
+- the int8 (static QDQ, accuracy-aware) and fp16 graphs of every neural model, head kept fp32 as in the bundles;
+- the classical families svm_linear, tree, gbt, sgd;
+- and the candidate the recipe chooses for the profile (on validation).
 
-All latencies are measured in this one process after every model is built, in interleaved rounds
-(each round times every candidate once, in a rotated order), so that load from other processes on a
-shared machine spreads over all candidates instead of spoiling some of them.
+Params / MFLOPs / KiB are ONNX counts (:func:`edgebm.budget.analyze_onnx`); top-1 is reported on validation (what
+the recipe chose on) and on the held-out test split (bench analysis only). Latencies: one process, interleaved
+rounds (each round times every graph once, order rotated) next to an Identity-graph floor, 1 thread.
+The Pareto plot shows FLOPs vs test top-1, one point per lineage step, the pruning ratios as curves.
 """
 
 from __future__ import annotations
 
-import tempfile
+import dataclasses
 import time
 from pathlib import Path
 
 import numpy as np
 
 from .common import RESULTS, header, md_table, save_fig, write_text
-
 
 def _identity_onnx(path: Path, n_in: int) -> Path:
     """The per-call floor: an Identity graph with the same input, through the same session path."""
@@ -64,6 +63,10 @@ def _interleaved_latency(sessions: dict[str, tuple], x1: np.ndarray, rounds: int
     return {n: {"p50_ms": float(np.median(v)), "min_ms": float(np.min(v)), "max_ms": float(np.max(v))} for n, v in per.items()}
 
 
+MLP_RATIOS = (0.25, 0.5, 0.75, 0.875, 0.9375)
+DSCNN_RATIOS = (0.5, 0.75)
+
+
 def run(quick: bool = False, out_dir: Path = RESULTS, argv: str = "") -> str:
     import matplotlib
 
@@ -71,259 +74,248 @@ def run(quick: bool = False, out_dir: Path = RESULTS, argv: str = "") -> str:
     import matplotlib.pyplot as plt
     import torch
 
-    from edgebm.budget import analyze_onnx
+    from edgebm.atomic import ScratchDir
     from edgebm.runtime.session import ort_session
-    from edgebm.compress import prune_structured, quantize_onnx
-    from edgebm.deploy import export_onnx
-    from edgebm.deploy.sklearn_export import export_sklearn
     from edgebm.metrics import topk_accuracy
-    from edgebm.models.estimator import make_model
-    from edgebm.pipeline import default_dataset
-    from edgebm.train import TrainConfig, beam_power_soft_labels, train_classifier
+    from edgebm.pipeline import SOFT_WEIGHT, RecipeRun, SelectionRule, default_dataset, select, split_dataset
+    from edgebm.pipeline.context import ExportContext
+    from edgebm.profiles import load_profile
+    from edgebm.train import TrainConfig
 
     torch.set_num_threads(1)
     t_start = time.perf_counter()
-    if quick:
-        n, ep_teacher, ep_pos, ep_student, ep_mlp, ep_ft, rounds, per_round = 3000, 6, 3, 8, 20, 8, 10, 150
-    else:
-        n, ep_teacher, ep_pos, ep_student, ep_mlp, ep_ft, rounds, per_round = 12000, 15, 8, 15, 40, 15, 30, 300
+    n, rounds, per_round = (3000, 8, 100) if quick else (20000, 25, 300)
+    cfg = TrainConfig(epochs=4, seed=0, soft_weight=SOFT_WEIGHT) if quick else None  # None: the export's per-family epochs
     suffix = "_quick" if quick else ""
+    prof = load_profile("smartphone")
+    plain_prof = dataclasses.replace(prof, recipe=dataclasses.replace(prof.recipe, distil_weight=0.0))
     ds = default_dataset(n, seed=0)
-    train, val, test = ds.split((0.8, 0.1, 0.1), seed=0)
+    train, val, test = split_dataset(ds, 0)
     calib = train.rsrp_b[np.random.default_rng(0).permutation(len(train))[:256]]
-    cands: list[dict] = []  # name, kind, family, precision, base (fp32 reference), path, score output
     secs: dict[str, float] = {}
 
-    def cfg(epochs: int) -> TrainConfig:
-        return TrainConfig(epochs=epochs, seed=0, soft_weight=0.2)
+    def timed(key, fn):
+        t0 = time.perf_counter()
+        out = fn()
+        secs[key] = secs.get(key, 0.0) + time.perf_counter() - t0
+        return out
 
-    with tempfile.TemporaryDirectory() as td:
-        tmp = Path(td)
+    rows: list[dict] = []  # one per graph: name, kind, lineage, path, graph (score output), parent
+    with ScratchDir("edgebm-bench-compress") as tmp:
+        ctx = ExportContext(ds, train, val, test, calib, 0, Path(tmp), cfg, None, None, 200)
+        rr = RecipeRun(ctx)
+        choice, teacher = timed("teacher", lambda: rr.teacher(prof))
+        students = {f: timed(f"{f} (KD)", lambda f=f: rr.student(prof, f, teacher)) for f in ("mlp", "dscnn")}
+        plain = {f: timed(f"{f} (plain)", lambda f=f: rr.student(plain_prof, f, teacher)) for f in ("mlp", "dscnn")}
+        pruned = {("mlp", r): timed("mlp pruning", lambda r=r: rr.pruned(prof, students["mlp"], teacher, r)) for r in MLP_RATIOS}
+        if not quick:
+            pruned.update({("dscnn", r): timed("dscnn pruning", lambda r=r: rr.pruned(prof, students["dscnn"], teacher, r))
+                           for r in DSCNN_RATIOS})
+        classical = {f: timed(f, lambda f=f: rr.student(prof, f, None)) for f in ("svm_linear", "tree", "gbt", "sgd")}
+        # the recipe's own choice for the profile (reuses everything above; may add its own pruning points)
+        pc = timed("recipe candidates + gate", lambda: rr.candidates(prof))
+        chosen = select(pc.candidates, SelectionRule.from_profile(prof))
 
-        def add(name, kind, path, score="logits", base=None, precision="fp32", note=""):
-            cands.append({"model": name, "kind": kind, "path": path, "score": score, "base": base or name, "precision": precision,
-                          "note": note})
+        def add(sm, kind, label=None):
+            rows.append({"model": label or sm.name, "kind": kind, "sm": sm, "path": sm.graph.path, "precision": "fp32",
+                         "steps": [s.step for s in sm.lineage], "val_top1": sm.val.top1, "base": label or sm.name})
 
-        def add_torch(name, kind, module, note=""):
-            path = export_onnx(module.eval(), train.rsrp_b, tmp / f"{len(cands):02d}.onnx")
-            add(name, kind, path, note=note)
-            return path
+        add(teacher, "teacher")
+        for f in ("mlp", "dscnn"):
+            add(students[f], "distilled", f"{f} (KD)")
+            add(plain[f], "plain", f"{f} (no teacher)")
+        for (f, r), sm in pruned.items():
+            add(sm, "pruned", f"{f} (KD) pruned {r:.1%}")
+        for f, sm in classical.items():
+            add(sm, "classical")
+        seen = {id(r["sm"]) for r in rows}
+        for sm in pc.models.values():  # pruning points the recipe's own search added (its bisection ratios)
+            if "prune" in sm.extra and id(sm) not in seen:
+                add(sm, "pruned", f"{sm.family} (KD) pruned {sm.extra['prune']['ratio']:.1%}")
+        for row in [r for r in rows if r["kind"] in ("teacher", "distilled", "pruned")]:
+            for prec in ("int8", "fp16") if row["kind"] != "pruned" else ("int8",):
+                path, q, v = timed("quantise", lambda row=row, prec=prec: rr.quantised(prof, row["sm"], prec))
+                rows.append({**row, "model": f"{row['base']} {prec}", "kind": "quantised", "path": path, "precision": prec,
+                             "steps": row["steps"] + ["quantise"], "val_top1": v.top1})
 
-        def add_quant(name, src, mode):
-            out = tmp / f"{len(cands):02d}-{mode}.onnx"
-            # the classifier head stays fp32, as in the shipped bundles (it is what the UE updates on device);
-            # plain post-training quantisation, no accuracy-aware fallback, so the accuracy cost shows as is
-            quantize_onnx(src, out, mode, calib_x=calib, keep_fp32_outputs=("logits",))
-            add(f"{name} {'int8' if mode == 'int8_static' else mode}", "quantised", out, base=name,
-                precision="int8" if mode == "int8_static" else mode, note=f"from {name} fp32")
+        from edgebm.budget import analyze_onnx
 
-        def timed(key, fn):
-            t0 = time.perf_counter()
-            out = fn()
-            secs[key] = time.perf_counter() - t0
-            return out
-
-        teacher = timed("teacher", lambda: make_model("teacher", ds.n_b, ds.n_a, cfg(ep_teacher)).fit(train, val))
-        t_path = add_torch("teacher", "teacher", teacher.module, "upsample 32")
-        add_quant("teacher", t_path, "int8_static")
-        tpos = timed("teacher_pos", lambda: make_model("teacher_pos", ds.n_b, ds.n_a, cfg(ep_pos)).fit(train, val))
-        add_torch("teacher_pos", "teacher", tpos.module, "upsample 32, position-aided training")
-
-        t_logits = teacher.decision_scores(train.rsrp_b)
-        students = {}
-        students["dscnn"] = timed("dscnn", lambda: make_model("dscnn", ds.n_b, ds.n_a, cfg(ep_student)).fit(train, val))
-        students["dscnn (KD)"] = timed("dscnn (KD)", lambda: make_model("dscnn", ds.n_b, ds.n_a, cfg(ep_student)).fit(
-            train, val, teacher_logits=t_logits, distil_weight=0.5, distil_temperature=4.0))
-        students["mlp"] = timed("mlp", lambda: make_model("mlp", ds.n_b, ds.n_a, cfg(ep_mlp), hidden=(256, 256)).fit(train, val))
-        paths = {name: add_torch(name, "student", m.module) for name, m in students.items()}
-
-        soft_t = beam_power_soft_labels(train.rsrp_a, 2.0)
-        soft_v = beam_power_soft_labels(val.rsrp_a, 2.0)
-
-        def finetune(module) -> None:
-            train_classifier(module, train.rsrp_b, train.best_a, val.rsrp_b, val.best_a, cfg(ep_ft), soft_t, soft_v)
-
-        prune_info = {}
-        for ratio in (0.5, 0.75):
-            name = f"mlp pruned {int(ratio * 100)}%"
-            pr = timed(name, lambda: prune_structured(students["mlp"].module, train.rsrp_b[:256], ratio, train_fn=finetune))
-            prune_info[name] = pr
-            paths[name] = add_torch(name, "pruned", pr.model, f"hidden {tuple(getattr(pr.model, 'hidden', ()))}")
-        for name in ("dscnn", "dscnn (KD)", "mlp", "mlp pruned 50%", "mlp pruned 75%"):
-            add_quant(name, paths[name], "int8_static")
-            if not name.startswith("mlp pruned"):
-                add_quant(name, paths[name], "fp16")
-
-        classical = {}
-        for fam in ("svm_linear", "tree", "gbt", "sgd"):
-            m = timed(fam, lambda: make_model(fam, ds.n_b, ds.n_a, TrainConfig(seed=0)).fit(train, val))
-            info = export_sklearn(m.est, tmp / f"{fam}.onnx", ds.n_b)
-            classical[fam] = info
-            add(fam, "classical", tmp / f"{fam}.onnx", score=info["score_output"])
-
-        # accuracy and graph statistics of every exported file
-        xt = np.ascontiguousarray(test.rsrp_b, dtype=np.float32)
         sessions = {}
-        for c in cands:
-            st = analyze_onnx(c["path"])
-            sess = ort_session(c["path"], 1)
-            s = sess.run([c["score"]], {"rsrp_b": xt})[0]
-            c.update(params=int(st.params), mflops=st.flops / 1e6, kib=st.weight_bytes / 1024,
+        for r in rows:
+            st = analyze_onnx(r["path"])
+            s = rr.test_scores(r["path"], r["sm"].graph)
+            r.update(params=int(st.params), mflops=st.flops / 1e6, kib=st.weight_bytes / 1024,
                      top1=topk_accuracy(s, test.best_a, 1), top3=topk_accuracy(s, test.best_a, 3))
-            sessions[c["model"]] = (sess, c["score"])
-        sessions["floor: Identity graph"] = (ort_session(_identity_onnx(tmp / "identity.onnx", ds.n_b), 1), "logits")
-
-        # latency: every candidate in this process, interleaved rounds, 1 intra-op thread
+            sessions[r["model"]] = (ort_session(r["path"], 1), r["sm"].graph.score_output)
+        sessions["floor: Identity graph"] = (ort_session(_identity_onnx(Path(tmp) / "identity.onnx", ds.n_b), 1), "logits")
         t0 = time.perf_counter()
         lat = _interleaved_latency(sessions, np.ascontiguousarray(test.rsrp_b[:1], dtype=np.float32), rounds, per_round, warmup=100)
         secs["latency"] = time.perf_counter() - t0
-        for c in cands:
-            c.update(lat[c["model"]])
+        for r in rows:
+            r.update(lat[r["model"]])
         floor = lat["floor: Identity graph"]
+        chosen_row = {"name": chosen.name if chosen else "-", "mflops": chosen.mflops if chosen else None,
+                      "val": chosen.val.top1 if chosen else None,
+                      "test": float(np.mean(rr.test_scores(chosen.graph.path, chosen.graph).argmax(1) == test.best_a)) if chosen else None,
+                      "lineage": [s.step for s in chosen.lineage] if chosen else [], "why": chosen.why if chosen else "-"}
+        search_log = pc.search_log
 
     runtime = time.perf_counter() - t_start
-    by = {c["model"]: c for c in cands}
+    by = {r["model"]: r for r in rows}
+    t = by[teacher.name]
     lines = header(
-        "Compression trade-off (suite 4, seed 003 Fig. 6)",
+        "Compression trade-off (suite 4, seed 003 Fig. 6), from the export recipe",
         f"python -m bench compress{' --quick' if quick else ''}",
-        [f"default scenario (city0, 28 GHz, 8x8 BS UPA, 16 -> 64 beams, 20 dB): {n} samples split 80/10/10 (seed 0); top-1/top-3 on the "
-         f"{len(test)} held-out samples, computed from each exported ONNX file",
-         f"training: teacher (upsample 32) {ep_teacher} epochs max, teacher_pos {ep_pos}, DS-CNN students {ep_student}, MLP (256, 256) "
-         f"{ep_mlp}, all with soft labels 0.2 and early stopping; 'dscnn (KD)' adds 0.5 x T^2 KL to the teacher's logits (T = 4); "
-         f"pruned MLPs fine-tuned {ep_ft} epochs after pruning (torch-pruning, L2 importance, head kept)",
-         "int8 = static QDQ post-training quantisation calibrated on 256 training samples, classifier head kept fp32 (as in the shipped "
-         "bundles), no accuracy-aware fallback; fp16 = weights and activations fp16, fp32 I/O",
-         "params / MFLOPs / KiB: ONNX graph count (analyze_onnx; BatchNorm folded; multiply-add = 2 FLOPs; Q/DQ nodes counted)",
-         f"latency: onnxruntime CPU, 1 intra-op thread, batch 1, full graph optimisation; all candidates measured in this process after "
-         f"training, in {rounds} interleaved rounds of {per_round} calls each (order rotated every round, 100 warm-up calls first); "
-         "p50 = median over rounds of the round's p50; 'round p50 range' shows how much the shared machine moved it",
-         f"suite runtime {runtime:.0f} s (training " + ", ".join(f"{k} {v:.0f} s" for k, v in secs.items()) + ")"],
+        [f"default scenario (city0, 28 GHz, 8x8 BS UPA, 16 -> 64 beams, 20 dB): {n} samples split 80/10/10 (seed 0); the recipe "
+         f"chooses on the {len(val)} validation samples; test top-1/top-3 on the {len(test)} held-out samples are bench analysis",
+         f"recipe of the smartphone profile: teacher {choice.source.describe()}" + (f" ({choice.note})" if choice.note else "")
+         + f"; students distilled with KD weight {prof.recipe.distil_weight:g}, T = {prof.recipe.distil_temperature:g}, soft labels {SOFT_WEIGHT:g}; "
+         f"'no teacher' = the same student trained on hard + soft labels only; pruned = torch-pruning L2, head kept, fine-tuned "
+         f"{prof.recipe.finetune_epochs} epochs with the distillation loss"
+         + ("; quick mode: every neural family trained 4 epochs" if quick else "; per-family export epochs (registry)"),
+         "int8 = static QDQ with accuracy-aware exclusion (max drop 1 pp on validation), head kept fp32; fp16 = weights and activations fp16",
+         "params / MFLOPs / KiB: ONNX graph count (BatchNorm folded; multiply-add = 2 FLOPs; activation Q/DQ counted)",
+         f"latency: onnxruntime CPU, 1 thread, batch 1; {rounds} interleaved rounds of {per_round} calls (order rotated, 100 warm-up); "
+         "p50 = median of round p50s",
+         f"suite runtime {runtime:.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in secs.items()) + ")"],
     )
-    lines += ["## All candidates", ""]
-    lines += md_table(["model", "kind", "note", "params", "MFLOPs", "weight KiB", "top-1", "top-3", "p50 ms", "round p50 range ms"],
-                      [[c["model"], c["kind"], c["note"] or "-", c["params"], round(c["mflops"], 4), round(c["kib"], 1), round(c["top1"], 4),
-                        round(c["top3"], 4), round(c["p50_ms"], 4), f"{c['min_ms']:.4f}-{c['max_ms']:.4f}"] for c in cands]
-                      + [["floor: Identity graph (per-call overhead)", "-", "-", 0, 0.0, 0.0, None, None, round(floor["p50_ms"], 4),
+    lines += ["## Every graph the recipe built", ""]
+    lines += md_table(["model", "lineage", "params", "MFLOPs", "weight KiB", "top-1 val", "top-1 test", "top-3 test", "p50 ms",
+                       "round p50 range ms"],
+                      [[r["model"], " > ".join(r["steps"]), r["params"], round(r["mflops"], 4), round(r["kib"], 1), round(r["val_top1"], 4),
+                        round(r["top1"], 4), round(r["top3"], 4), round(r["p50_ms"], 4), f"{r['min_ms']:.4f}-{r['max_ms']:.4f}"] for r in rows]
+                      + [["floor: Identity graph", "-", 0, 0.0, 0.0, None, None, None, round(floor["p50_ms"], 4),
                           f"{floor['min_ms']:.4f}-{floor['max_ms']:.4f}"]])
 
-    # (a) pruning
-    mlp = by["mlp"]
+    ratio_t = (t["mflops"] / chosen_row["mflops"]) if chosen_row["mflops"] else float("nan")
+    d_pp = 100 * (chosen_row["test"] - t["top1"]) if chosen_row["test"] is not None else float("nan")
+    lines += ["", "## The recipe's choice for `smartphone` (objective: energy per inference)", "",
+              f"Chosen on validation: **{chosen_row['name']}** ({' > '.join(chosen_row['lineage'])}), {chosen_row['mflops']:.4f} MFLOPs, "
+              f"top-1 val {chosen_row['val']:.4f}, test {chosen_row['test']:.4f}. Teacher: {t['mflops']:.3f} MFLOPs, test top-1 "
+              f"{t['top1']:.4f}. Shipped model: **{ratio_t:.1f}x fewer FLOPs** than the teacher, **{d_pp:+.2f} pp** test top-1 "
+              f"(target: >= 20x within 1 pp: {'met' if ratio_t >= 20 and d_pp >= -1 else 'missed'}).", ""]
+    lines += ["Pruning search of the recipe (per student): " + "; ".join(
+        f"{e['student']}: budget fit at ratio {e['fit']['ratio'] if e.get('fit') else '-'}, points "
+        + ", ".join(f"{p['ratio']:.3f}" + (f" (skipped: {p['skipped']})" if "skipped" in p else f" -> val {p.get('top1_val', '-')}")
+                    for p in e.get("points", [])) for e in search_log if "student" in e), ""]
+
+    # (a) pruning curve
+    mlp = by["mlp (KD)"]
     f0 = floor["p50_ms"]
     prow = []
-    for name in ("mlp", "mlp pruned 50%", "mlp pruned 75%"):
-        c = by[name]
+    curve = sorted([r for r in rows if r["precision"] == "fp32" and r["model"].startswith("mlp (KD) pruned")], key=lambda r: -r["mflops"])
+    for c in [mlp] + curve:
+        name = c["model"]
         prow.append([name, c["params"], round(c["mflops"], 4), round(c["mflops"] / mlp["mflops"], 3), round(c["p50_ms"], 4),
                      round(c["p50_ms"] / mlp["p50_ms"], 3), round(max(c["p50_ms"] - f0, 0) / max(mlp["p50_ms"] - f0, 1e-9), 3),
-                     round(100 * (c["top1"] - mlp["top1"]), 2), round(100 * (c["top3"] - mlp["top3"]), 2)])
-    lines += ["", "## Must-show (a): pruning -- measured latency next to FLOPs", ""]
+                     round(100 * (c["top1"] - mlp["top1"]), 2), round(100 * (c["val_top1"] - mlp["val_top1"]), 2)])
+    lines += ["## Must-show (a): pruning -- measured latency next to FLOPs (MLP student)", ""]
     lines += md_table(["model", "params", "MFLOPs", "FLOPs ratio", "p50 ms", "latency ratio", "latency ratio above floor",
-                       "top-1 delta pp", "top-3 delta pp"], prow)
-    lines += ["", f"'latency ratio above floor' subtracts the Identity-graph p50 ({f0:.4f} ms): the part of a call that the "
-              "model's arithmetic can influence.", ""]
+                       "top-1 test delta pp", "top-1 val delta pp"], prow)
+    lines += ["", f"'latency ratio above floor' subtracts the Identity-graph p50 ({f0:.4f} ms).", ""]
 
-    # (b) int8 / fp16 vs fp32
+    # (b) quantised vs fp32
     qrow = []
-    for c in cands:
-        if c["kind"] != "quantised":
+    for r in rows:
+        if r["kind"] != "quantised":
             continue
-        b = by[c["base"]]
-        qrow.append([c["base"], c["precision"], round(100 * (c["top1"] - b["top1"]), 2), round(100 * (c["top3"] - b["top3"]), 2),
-                     round(b["p50_ms"], 4), round(c["p50_ms"], 4), round(c["p50_ms"] / b["p50_ms"], 3),
-                     "yes" if c["p50_ms"] < b["p50_ms"] else "NO", round(c["kib"] / b["kib"], 3)])
+        b = by[r["base"]]
+        qrow.append([r["base"], r["precision"], round(100 * (r["top1"] - b["top1"]), 2), round(b["p50_ms"], 4), round(r["p50_ms"], 4),
+                     round(r["p50_ms"] / b["p50_ms"], 3), "yes" if r["p50_ms"] < b["p50_ms"] else "NO", round(r["kib"] / b["kib"], 3)])
     lines += ["## Must-show (b): int8 / fp16 vs fp32 on this CPU", ""]
-    lines += md_table(["model", "precision", "top-1 delta pp", "top-3 delta pp", "fp32 p50 ms", "quantised p50 ms",
-                       "latency ratio (quant/fp32)", "faster?", "weight ratio"], qrow)
+    lines += md_table(["model", "precision", "top-1 test delta pp", "fp32 p50 ms", "quantised p50 ms", "latency ratio", "faster?",
+                       "weight ratio"], qrow)
 
-    # (c) teacher -> int8 student
-    t = by["teacher"]
+    # (c) distillation and teacher -> students
+    drow = [[f, round(by[f"{f} (KD)"]["val_top1"], 4), round(by[f"{f} (no teacher)"]["val_top1"], 4), round(by[f"{f} (KD)"]["top1"], 4),
+             round(by[f"{f} (no teacher)"]["top1"], 4), round(100 * (by[f"{f} (KD)"]["top1"] - by[f"{f} (no teacher)"]["top1"]), 2)]
+            for f in ("mlp", "dscnn")]
+    lines += ["", "## Distillation: the same student with and without the teacher", ""]
+    lines += md_table(["student", "val KD", "val no teacher", "test KD", "test no teacher", "KD gain pp (test)"], drow)
     crow = []
-    for name in ("dscnn (KD) int8", "dscnn int8", "mlp int8", "mlp pruned 50% int8", "mlp pruned 75% int8"):
+    for name in ("dscnn (KD) int8", "mlp (KD)", "mlp (KD) int8", "mlp (KD) pruned 75.0%", "mlp (KD) pruned 87.5%", "mlp (KD) pruned 93.8%"):
+        if name not in by:
+            continue
         c = by[name]
         crow.append([name, c["params"], round(t["params"] / c["params"], 1), round(c["mflops"], 4), round(t["mflops"] / c["mflops"], 1),
-                     round(t["kib"] / c["kib"], 1), round(t["p50_ms"] / c["p50_ms"], 2), round(100 * (c["top1"] - t["top1"]), 2),
-                     round(100 * (c["top3"] - t["top3"]), 2)])
-    lines += ["", f"## Must-show (c): teacher ({t['params']:,} params, {t['mflops']:.2f} MFLOPs, top-1 {t['top1']:.4f}) -> int8 students", ""]
+                     round(t["kib"] / c["kib"], 1), round(t["p50_ms"] / c["p50_ms"], 2), round(100 * (c["top1"] - t["top1"]), 2)])
+    lines += ["", f"## Must-show (c): teacher ({t['params']:,} params, {t['mflops']:.2f} MFLOPs, test top-1 {t['top1']:.4f}) -> students", ""]
     lines += md_table(["student", "params", "params reduction x", "MFLOPs", "FLOPs reduction x", "weight bytes reduction x",
-                       "latency speed-up x", "top-1 delta pp", "top-3 delta pp"], crow)
-    lines += ["", "Seed 003 Fig. 6 reference: ResNet-GRU 11.3 M params / 12.2 GFLOPs -> lightweight model 0.217 M / 155 MFLOPs, "
-              "about 52x params and 79x FLOPs, for 2-3 points of top-1 (41.98 -> 39.13 % at t1).", ""]
-    lines += [f"![trade-off](compress{suffix}.png)", ""]
-    lines += ["## What this shows / where edgebm is behind", "", _summary(by, floor, prow, qrow, crow, len(test)), ""]
-
-    _plot(plt, cands, out_dir / f"compress{suffix}.png")
+                       "latency speed-up x", "top-1 test delta pp"], crow)
+    lines += ["", "Seed 003 Fig. 6 reference: ResNet-GRU 11.3 M params / 12.2 GFLOPs -> 0.217 M / 155 MFLOPs, about 52x params and 79x "
+              "FLOPs, for 2-3 points of top-1.", "", f"![trade-off](compress{suffix}.png)", ""]
+    lines += ["## What this shows", "", _summary(by, t, drow, qrow, prow, chosen_row, ratio_t, d_pp, len(test), len(train), choice), ""]
+    _plot(plt, rows, chosen_row, out_dir / f"compress{suffix}.png")
     text = "\n".join(lines)
     write_text(out_dir / f"compress{suffix}.md", text)
     return text
 
 
-def _plot(plt, cands: list[dict], path: Path) -> None:
-    colors = {"teacher": "tab:red", "student": "tab:blue", "quantised": "tab:cyan", "pruned": "tab:green", "classical": "tab:gray"}
-    fig, ax = plt.subplots(figsize=(10, 6))
-    pmax = max(c["params"] for c in cands)
-    for c in cands:
-        x = max(c["mflops"], 1e-4)
-        ax.scatter(x, 100 * c["top1"], s=15 + 600 * np.sqrt(c["params"] / pmax), color=colors[c["kind"]], alpha=0.6,
-                   edgecolor="k", linewidth=0.4)
-        ax.annotate(c["model"], (x, 100 * c["top1"]), fontsize=6.5, xytext=(4, 3), textcoords="offset points")
-    for kind, col in colors.items():
-        ax.scatter([], [], color=col, label=kind, s=40)
+_COLORS = {"teach": "tab:red", "distil": "tab:blue", "train": "tab:gray", "prune": "tab:green", "quantise": "tab:cyan"}
+
+
+def _plot(plt, rows: list[dict], chosen: dict, path: Path) -> None:
+    """FLOPs vs test top-1: one marker per lineage step (colour = the step that made the graph), pruning ratios as curves,
+    the Pareto front dashed, the recipe's choice starred."""
+    fig, ax = plt.subplots(figsize=(12.5, 6.5))
+    for r in rows:
+        step = r["steps"][-1]
+        x = max(r["mflops"], 1e-4)
+        ax.scatter(x, 100 * r["top1"], s=30, color=_COLORS.get(step, "k"), alpha=0.75, edgecolor="k", linewidth=0.4,
+                   marker="s" if r["precision"] != "fp32" else "o")
+        ax.annotate(r["model"], (x, 100 * r["top1"]), fontsize=6, xytext=(3, 2), textcoords="offset points")
+    for fam in ("mlp", "dscnn"):
+        curve = sorted([r for r in rows if r["precision"] == "fp32" and (r["model"] == f"{fam} (KD)" or r["model"].startswith(f"{fam} (KD) pruned"))],
+                       key=lambda r: r["mflops"])
+        if len(curve) > 1:
+            ax.plot([r["mflops"] for r in curve], [100 * r["top1"] for r in curve], "-", color="tab:green", alpha=0.6, lw=1.2)
+    teach = next(r for r in rows if r["kind"] == "teacher")
+    for r in rows:
+        if r["kind"] == "distilled":
+            ax.annotate("", xy=(r["mflops"], 100 * r["top1"]), xytext=(teach["mflops"], 100 * teach["top1"]),
+                        arrowprops={"arrowstyle": "->", "color": "tab:blue", "alpha": 0.4, "lw": 0.8})
+    pts = sorted(rows, key=lambda r: (r["mflops"], -r["top1"]))
+    front, best = [], -1.0
+    for r in pts:
+        if r["top1"] > best:
+            front.append(r)
+            best = r["top1"]
+    ax.plot([r["mflops"] for r in front], [100 * r["top1"] for r in front], "k--", lw=0.8, alpha=0.5, label="Pareto front (test)")
+    if chosen.get("mflops"):
+        ax.scatter(chosen["mflops"], 100 * chosen["test"], marker="*", s=260, color="gold", edgecolor="k", zorder=5,
+                   label=f"recipe's choice: {chosen['name']}")
+    for step, col in _COLORS.items():
+        ax.scatter([], [], color=col, label=f"step: {step}", s=30)
+    ax.scatter([], [], marker="s", color="w", edgecolor="k", label="reduced precision")
     ax.set_xscale("log")
     ax.set_xlabel("MFLOPs per inference (ONNX count, log scale)")
-    ax.set_ylabel("held-out top-1 (%)")
-    ax.set_title("Compression trade-off (default scenario): marker area ~ sqrt(parameters)")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.set_ylabel("held-out test top-1 (%)  [the recipe chose on validation]")
+    ax.set_title("Compression trade-off from the export recipe (smartphone profile, default scenario)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     save_fig(fig, path)
     plt.close(fig)
 
 
-def _summary(by, floor, prow, qrow, crow, n_test: int) -> str:
-    t, tp = by["teacher"], by["teacher_pos"]
-    best = max((c for c in by.values() if c["kind"] != "teacher"), key=lambda c: c["top1"])
-    kd, plain = by["dscnn (KD)"], by["dscnn"]
-    se = 100 * np.sqrt(max(plain["top1"] * (1 - plain["top1"]), 1e-9) / n_test)
-    p50, p75 = prow[1], prow[2]
-    q8 = [r for r in qrow if r[1] == "int8"]
-    q16 = [r for r in qrow if r[1] == "fp16"]
-    worst_q = min(q8, key=lambda r: r[2])
-    ks = crow[0]
+def _summary(by, t, drow, qrow, prow, chosen, ratio_t, d_pp, n_test: int, n_train: int, choice) -> str:
+    best = max((r for r in by.values() if r["kind"] != "teacher"), key=lambda r: r["top1"])
     gap = 100 * (t["top1"] - best["top1"])
-    if gap > 0.5:
-        first = (f"the teacher is {gap:.2f} pp top-1 ahead of the best non-teacher candidate ({best['model']}, {best['top1']:.4f} at "
-                 f"{best['mflops']:.3f} MFLOPs)")
-    elif gap < -0.5:
-        first = (f"the most accurate non-teacher candidate, {best['model']}, is {-gap:.2f} pp ahead of it ({best['top1']:.4f} at "
-                 f"{best['mflops']:.3f} MFLOPs): on this 16 -> 64 task the large teacher buys no accuracy at this training budget "
-                 "(it is the hardest model to train here), so the trade-off curve is flat or inverted, unlike seed 003's vision task")
-    else:
-        first = (f"the most accurate non-teacher candidate, {best['model']}, reaches {best['top1']:.4f} at {best['mflops']:.3f} MFLOPs "
-                 f"({-gap:+.2f} pp vs the teacher): on this 16 -> 64 task the large teacher buys little or no accuracy, the trade-off "
-                 "curve is flat, unlike seed 003's vision task")
+    se = 100 * np.sqrt(max(t["top1"] * (1 - t["top1"]), 1e-9) / n_test)
+    q8 = [r for r in qrow if r[1] == "int8"]
     out = [
-        f"The teacher (upsample 32, {t['params']:,} params, {t['mflops']:.2f} MFLOPs) reaches top-1 {t['top1']:.4f} / top-3 "
-        f"{t['top3']:.4f}; {first}. The position-aided teacher is at {tp['top1']:.4f} ({100 * (tp['top1'] - t['top1']):+.2f} pp) "
-        f"for {tp['mflops'] / t['mflops']:.1f}x the FLOPs (fewer epochs: it is the slowest to train).",
-        f"Distillation: dscnn (KD) {kd['top1']:.4f} vs plain dscnn {plain['top1']:.4f} top-1 ({100 * (kd['top1'] - plain['top1']):+.2f} pp; "
-        f"one seed, and the binomial standard error of a top-1 on {n_test} test samples is about {se:.1f} pp).",
-        f"(a) Pruning the MLP to {p50[3]:.2f}x / {p75[3]:.2f}x of its FLOPs changes its measured p50 to {p50[5]:.2f}x / {p75[5]:.2f}x "
-        f"({p50[6]:.2f}x / {p75[6]:.2f}x counting only the time above the {floor['p50_ms'] * 1e3:.1f} us per-call floor) for "
-        f"{p50[7]:+.2f} / {p75[7]:+.2f} pp top-1: latency falls with FLOPs, far less than proportionally, because at "
-        f"{by['mlp']['mflops']:.2f} MFLOPs the onnxruntime per-call overhead is a large share of a single-sample inference.",
-        f"(b) int8 (static QDQ, head fp32) changes top-1 by {min(r[2] for r in q8):+.2f} to {max(r[2] for r in q8):+.2f} pp "
-        f"(largest loss: {worst_q[0]}); it is faster than fp32 for: {', '.join(r[0] for r in q8 if r[7] == 'yes') or 'none'}; "
-        f"NOT faster for: {', '.join(r[0] for r in q8 if r[7] == 'NO') or 'none'} (latency ratios "
-        f"{min(r[6] for r in q8):.2f}-{max(r[6] for r in q8):.2f}) -- on this x86 host the quantise/dequantise work outweighs the int8 "
-        f"arithmetic for the small models. fp16 latency ratios are {min(r[6] for r in q16):.2f}-{max(r[6] for r in q16):.2f} (this CPU "
-        f"has no fast fp16 kernels in onnxruntime). int8 weight bytes are {min(r[8] for r in q8):.2f}-{max(r[8] for r in q8):.2f}x fp32 "
-        "(mostly the fp32 head and int32 biases keep them above 0.25x).",
-        f"(c) Teacher -> {ks[0]}: {ks[2]:.1f}x fewer params, {ks[4]:.1f}x fewer FLOPs, {ks[5]:.1f}x smaller weights, {ks[6]:.2f}x faster, "
-        f"top-1 {ks[7]:+.2f} pp, top-3 {ks[8]:+.2f} pp" + (" (the student is more accurate than this teacher)" if ks[7] > 0 else "")
-        + f"; the MLP int8 route gives {crow[2][2]:.1f}x params / {crow[2][4]:.1f}x FLOPs (top-1 {crow[2][7]:+.2f} pp) and pruned-75 % "
-        f"int8 {crow[4][2]:.1f}x / {crow[4][4]:.1f}x (top-1 {crow[4][7]:+.2f} pp).",
-        "Where edgebm is behind seed 003: our teacher is a ~0.3 M-param RegNet rather than an 11 M-param ResNet-18-GRU, so the "
-        "DS-CNN student's reduction factors are an order of magnitude below the paper's ~52x / ~79x (only the pruned MLP reaches "
-        "such factors); and the latencies are host-CPU measurements on a shared 2-core machine, which say little about a UE NPU/DSP "
-        "where int8 is usually the fast path.",
+        f"Teacher ({t['mflops']:.2f} MFLOPs): test top-1 {t['top1']:.4f}; the most accurate other graph, {best['model']}, is at "
+        f"{best['top1']:.4f} ({-gap:+.2f} pp; binomial standard error of one test top-1 ~{se:.1f} pp)."
+        + ((f" The teacher ({choice.source.describe()}) is no more accurate on this city's test split than its best student: "
+            + (f"trained on {n_train} samples of one city it has nothing to teach ({choice.note})." if choice.source.kind == "train"
+               else "pretrained on random cities and fine-tuned here, it matches but does not beat models trained on this one city "
+                    "(its advantage is on cities it never saw: bench/results/generalise.md).")) if gap <= 0.5 else ""),
+        "Distillation gain (test): " + ", ".join(f"{r[0]} {r[5]:+.2f} pp" for r in drow) + ".",
+        "Pruning the MLP: " + ", ".join(f"{r[0].replace('mlp (KD) pruned ', '')} -> FLOPs {r[3]:.2f}x, p50 {r[5]:.2f}x, "
+                                        f"test {r[7]:+.2f} pp" for r in prow[1:])
+        + " -- latency falls far less than FLOPs: at these sizes the per-call overhead dominates.",
+        f"int8 faster than fp32 for: {', '.join(r[0] for r in q8 if r[6] == 'yes') or 'none'}; not for: "
+        f"{', '.join(r[0] for r in q8 if r[6] == 'NO') or 'none'}.",
+        f"The recipe shipped {chosen['name']}: {ratio_t:.1f}x fewer FLOPs than the teacher, {d_pp:+.2f} pp test top-1.",
     ]
     return " ".join(out)

@@ -5,8 +5,13 @@ the larger families, single-sample p50/p99 and batch throughput of: torch eager 
 fp32, onnxruntime int8 (static QDQ) and fp16 where the compress step is available, the full
 runtime path (``Predictor.predict``: input checks + session + softmax + top-k), and the floor: an
 Identity ONNX graph of the same input through the same session path (per-call overhead).
-Ratios are to torch eager on the same model. TensorRT rows appear only where tensorrt and a CUDA
-GPU are present.
+Ratios are to torch eager on the same model. TensorRT fp32/fp16/int8 rows (engines built from the
+same ONNX graphs, timed host-to-host through the runtime's TensorRT backend) appear where tensorrt,
+cuda-python and a CUDA GPU are present; otherwise the table says why not.
+
+Runtime overhead: ``Predictor.predict`` on one sample against the bare ``session.run`` of the
+bundle's own ``model.onnx`` (same session options) and the Identity floor, timed in interleaved
+rounds in one process; the ratio is the issue-15 target (<= 1.3x).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import RESULTS, header, md_table, write_text
+from .common import RESULTS, header, interleaved_latency, md_table, write_text
 
 
 def _identity_onnx(path: Path, n_in: int) -> Path:
@@ -80,10 +85,58 @@ def measure_model(name: str, module, onnx_fp32: Path, x: np.ndarray, runs: int, 
         st = time_callable(lambda: sess.run(oname, {iname: x1}), runs=runs, warmup=50)
         thr = _batch_throughput(lambda a: sess.run(oname, {iname: a}), xb)
         rows.append([name, label, st.p50_ms, st.p99_ms, base / st.p50_ms, thr])
+    rows += tensorrt_rows(name, [(label, path) for label, path in variants if "dynamic" not in label], x1, runs, tmp, base)
     ident = ort_session(_identity_onnx(tmp / "identity.onnx", x.shape[1]), threads)
     st = time_callable(lambda: ident.run(["y"], {"rsrp_b": x1}), runs=runs, warmup=50)
     rows.append([name, "floor: Identity graph, same session path", st.p50_ms, st.p99_ms, base / st.p50_ms, None])
     return rows
+
+
+def tensorrt_rows(name: str, variants: list[tuple[str, Path]], x1: np.ndarray, runs: int, tmp: Path, base: float) -> list[list]:
+    """TensorRT fp32 / fp16 (from the fp32 graph) and int8 (from the QDQ graph) rows, or one row saying why not."""
+    from edgebm.deploy.tensorrt_engine import build_engine, measure_engine_latency, tensorrt_status
+
+    ok, why = tensorrt_status()
+    if not ok:
+        return [[name, f"TensorRT: not measured ({why})", None, None, None, None]]
+    graphs = dict(variants)
+    plan_from = {"fp32": graphs.get("onnxruntime fp32"), "fp16": graphs.get("onnxruntime fp32"), "int8": graphs.get("onnxruntime int8 (QDQ)")}
+    rows = []
+    for prec, src in plan_from.items():
+        if src is None:
+            continue
+        try:
+            info = build_engine(src, tmp / f"{name.split()[0]}-{prec}.plan", prec)
+            st = measure_engine_latency(info.plan_path, x1, runs=runs)
+            rows.append([name, f"TensorRT {prec} (engine {info.plan_bytes / 1024:.0f} KiB, host-to-host)", st["p50_ms"], st["p99_ms"],
+                         base / st["p50_ms"], None])
+        except Exception as e:  # an engine that does not build is a row, not a crash
+            rows.append([name, f"TensorRT {prec}: failed ({type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else ''})", None, None, None, None])
+    return rows
+
+
+def overhead_rows(bundle_dir: Path, x: np.ndarray, runs: int, tmp: Path) -> tuple[list[list], float]:
+    """Predictor.predict vs the bare session.run of the bundle's model.onnx vs the Identity floor (interleaved)."""
+    from edgebm.budget.latency import ort_session
+    from edgebm.runtime import Predictor
+
+    pred = Predictor(bundle_dir)
+    sess = ort_session(bundle_dir / "model.onnx", 1)
+    ident = ort_session(_identity_onnx(tmp / "identity-overhead.onnx", x.shape[1]), 1)
+    x1d = np.ascontiguousarray(x[0], dtype=np.float32)
+    x1 = x1d[None, :].copy()
+    feed, out = {sess.get_inputs()[0].name: x1}, [pred.score_output]
+    fns = {
+        "bare session.run(model.onnx)": lambda: sess.run(out, feed),
+        "Predictor.predict(x, k=3)": lambda: pred.predict(x1d, k=3),
+        "Predictor.predict(x, k=1)": lambda: pred.predict(x1d, k=1),
+        "floor: Identity graph, same session path": lambda: ident.run(["y"], {"rsrp_b": x1}),
+    }
+    per_round = 200
+    lat = interleaved_latency(fns, rounds=max(5, runs // per_round), per_round=per_round, warmup=100)
+    bare = lat["bare session.run(model.onnx)"]["p50_ms"]
+    rows = [[name, v["p50_ms"], v["p99_ms"], v["p50_ms"] / bare] for name, v in lat.items()]
+    return rows, lat["Predictor.predict(x, k=3)"]["p50_ms"] / bare
 
 
 def run(quick: bool = False, out_dir: Path = RESULTS, argv: str = "") -> str:
@@ -126,6 +179,7 @@ def run(quick: bool = False, out_dir: Path = RESULTS, argv: str = "") -> str:
         st = time_callable(lambda: pred.predict(x1, k=3), runs=runs, warmup=50)
         rows.insert(2, [label, f"edgebm.runtime Predictor.predict on the bundle ({res.chosen.precision}; checks + session + top-3)",
                         st.p50_ms, st.p99_ms, rows[0][2] / st.p50_ms, None])
+        over, ratio = overhead_rows(res.bundle_dir, ds.rsrp_b, runs, tmp)
 
         for fam, kw in (("mlp", {"hidden": (256, 256)}), ("dscnn", {}), ("teacher", {})):
             if fam == res.chosen.family:
@@ -134,7 +188,10 @@ def run(quick: bool = False, out_dir: Path = RESULTS, argv: str = "") -> str:
             path = export_onnx(mdl, ds.rsrp_b, tmp / f"{fam}.onnx")
             rows += measure_model(fam, mdl, path, ds.rsrp_b, runs, tmp)
     lines += md_table(["model", "backend", "p50 ms", "p99 ms", "speed-up vs torch (p50)", "batch-256 samples/s"], rows)
-    lines += ["", "TensorRT: not measured on this machine (no tensorrt wheel / CUDA GPU; see README).", ""]
+    lines += ["", f"## Runtime overhead: Predictor.predict vs the bare session ({res.chosen.name} bundle)", "",
+              f"One sample, interleaved rounds of 200 calls. **Predictor.predict / bare session.run = {ratio:.2f}x** (target <= 1.3x).", ""]
+    lines += md_table(["call", "p50 ms", "p99 ms", "/ bare session.run (p50)"], over)
+    lines += [""]
     text = "\n".join(lines)
     write_text(out_dir / "latency.md", text)
     return text

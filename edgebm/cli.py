@@ -102,7 +102,9 @@ def _split_sizes(n_units: int) -> tuple[int, int, int]:
     """(train, val, test) sizes of the 0.8 / 0.1 / 0.1 split of ``n_units`` samples or trajectories (as BeamDataset.split)."""
     import numpy as np
 
-    b = np.round(np.cumsum((0.0, 0.8, 0.1, 0.1)) * n_units).astype(int)  # the bounds BeamDataset.split computes
+    from .data.dataset import DEFAULT_SPLIT
+
+    b = np.round(np.cumsum((0.0, *DEFAULT_SPLIT)) * n_units).astype(int)  # the bounds BeamDataset.split computes
     return int(b[1] - b[0]), int(b[2] - b[1]), int(b[3] - b[2])
 
 
@@ -444,39 +446,49 @@ def _budget_table(report, title: str):
 def _candidates_table(cands, title: str):
     from rich.table import Table
 
+    from .pipeline.report import CANDIDATE_COLUMNS, candidate_table_rows
+
     t = Table(title=title)
-    for col in ("candidate", "top-1", "top-3", "MFLOPs", "params", "KiB", "device p99 ms", "verdict", "why rejected"):
-        t.add_column(col, justify="right" if col not in ("candidate", "verdict", "why rejected") else "left")
-    for c in cands:
-        r = c.row()
-        f = lambda v, d=3: "-" if v is None else (f"{v:.{d}f}" if isinstance(v, float) else f"{v:,}")  # noqa: E731
-        verdict = "[green]PASS[/]" if r["verdict"] == "pass" else "[bold red]FAIL[/]"
-        t.add_row(r["candidate"], f(r["top1"]), f(r["top3"]), f(r["mflops"], 4), f(r["params"]), f(r["kib"], 1),
-                  f(r["device_p99_ms"], 4), verdict, "" if r["verdict"] == "pass" else r["why"])
+    numeric = {"top-1 val", "MFLOPs", "params", "KiB", "device p99 ms", "cost"}
+    for col in CANDIDATE_COLUMNS:
+        t.add_column(col, justify="right" if col in numeric else "left")
+    colors = {"chosen": "[bold green]CHOSEN[/]", "pass": "[green]pass[/]", "fail": "[bold red]FAIL[/]"}
+    for row in candidate_table_rows(cands):
+        row[8] = colors.get(row[8], row[8])
+        t.add_row(*row)
     return t
 
 
 def cmd_export(a: argparse.Namespace) -> int:
     from .data import load_dataset
     from .deploy.bundle import bundle_out_dir, sign_bundle
-    from .pipeline import EXPORTABLE, NothingFitsError, candidate_specs, export_for_profile
-    from .profiles import load_profile
+    from .pipeline import SOFT_WEIGHT, NothingFitsError, TeacherSource, check_families, export_profiles, resolve_profiles
     from .train import TrainConfig
 
-    prof = load_profile(a.profile)
+    profs = resolve_profiles(a.profile)
+    if not profs:
+        raise CliError("--profile: no profile named (give NAME, NAME,NAME,... or all)")
     families = [f.strip() for f in a.families.split(",")] if a.families else None
-    try:
-        specs = candidate_specs(prof, families)
-    except ValueError as e:
-        raise CliError(f"--families: {e}") from None
-    if not specs:
-        raise ConfigError(
-            "models.families" if families is None else "--families",
-            f"{', '.join(families or prof.models.families)}: no family export can build",
-            f"allow at least one of {', '.join(EXPORTABLE)} in [models] families", where=prof.source,
-        )
-    # cheap checks before any simulation or training: output folder, signing key, data size
-    out = bundle_out_dir(a.out, prof.name, arg="--out")
+    for prof in profs:
+        try:
+            check_families(prof, families)
+        except ValueError as e:
+            if families is None:
+                from .models.registry import family_names
+
+                raise ConfigError("models.families", f"{', '.join(prof.models.families)}: no family export can build",
+                                  f"allow at least one of {', '.join(family_names(exportable=True))} in [models] families",
+                                  where=prof.source) from None
+            raise CliError(f"--families: {e}") from None
+    # cheap checks before any simulation or training: output folders, teacher run, signing key, data size
+    single = len(profs) == 1
+    out_dirs = {p.name: bundle_out_dir(a.out if single else (None if a.out is None else Path(a.out) / p.name), p.name, arg="--out")
+                for p in profs}
+    teacher = None
+    if a.teacher:
+        if not Path(a.teacher).is_dir():
+            raise CliError(f"--teacher {a.teacher}: no such run folder (train one with edgebm train --model teacher ...)")
+        teacher = TeacherSource("run", run_dir=Path(a.teacher))
     sign_key = None
     if a.sign_key:
         from .runtime.signing import load_private_key
@@ -488,33 +500,44 @@ def cmd_export(a: argparse.Namespace) -> int:
         _check_split(n, "--data", (2, 2, 2), unit)
     else:
         _check_split(a.samples, "--samples", (2, 2, 2))
-    cfg = TrainConfig(seed=a.seed, epochs=a.epochs, soft_weight=0.2) if a.epochs else None
+    cfg = TrainConfig(seed=a.seed, epochs=a.epochs, soft_weight=SOFT_WEIGHT) if a.epochs else None
     con = _console(False)
-    try:
-        with _RichProgress() as prog:
-            res = export_for_profile(prof, data, out, seed=a.seed, n_samples=a.samples, train_cfg=cfg, families=families,
-                                     force=a.force, progress=prog)
-    except NothingFitsError as e:
-        con.print(_candidates_table(e.candidates, f"candidates for {prof.name}: none fits"))
-        print(f"edgebm: over budget: {e}; no bundle written (use --force to write the most accurate one anyway)", file=sys.stderr)
-        return EXIT_OVER_BUDGET
-    if sign_key is not None:
-        signed = sign_bundle(res.bundle_dir, sign_key)
-        con.print(f"signed with key {signed.signature['key_id']} (ed25519)")  # type: ignore[index]
-    m = res.metrics
-    con.print(_candidates_table(res.candidates, f"candidates for {prof.name}"))
-    con.print(_budget_table(res.report, f"budget: {res.chosen.name} for {prof.name}"))
-    con.print(
-        f"chosen {res.chosen.name}: held-out ({m['n']} samples) top-1 {m['top1']:.3f}  top-3 {m['top3']:.3f}  within-1dB {m['within_1db']:.3f}  "
-        f"SE drop mean {m['se_drop_mean']:.4f} p90 {m['se_drop_p90']:.4f}"
-    )
-    if "max_abs_diff" in res.parity:
-        con.print(f"parity: max |diff| {res.parity['max_abs_diff']:.2e}, top-1 agreement {res.parity['argmax_agreement']:.4f}")
-    if "tensorrt" in res.manifest and not res.manifest["tensorrt"]["built"]:
-        con.print(f"[yellow]TensorRT engine not built: {res.manifest['tensorrt']['reason']}; the bundle ships the ONNX model (onnxruntime fallback)[/]")
-    verdict = res.manifest["verdict"]
-    con.print(f"[bold]{verdict.upper()}[/] -> wrote {res.bundle_dir}/ ({', '.join(res.manifest['files'])}, manifest.json)")
-    return EXIT_OK if verdict == "pass" else EXIT_OVER_BUDGET
+    with _RichProgress() as prog:
+        results = export_profiles(profs, data, None, seed=a.seed, n_samples=a.samples, train_cfg=cfg, families=families,
+                                  teacher=teacher, force=a.force, progress=prog, out_dirs=out_dirs)
+    code = EXIT_OK
+    for name, res in results.items():
+        if isinstance(res, NothingFitsError):
+            con.print(_candidates_table(res.candidates, f"candidates for {name}: none fits"))
+            print(f"edgebm: over budget: {res}; no bundle written for {name} (use --force to write the most accurate one anyway)",
+                  file=sys.stderr)
+            code = EXIT_OVER_BUDGET
+            continue
+        if sign_key is not None:
+            signed = sign_bundle(res.bundle_dir, sign_key)
+            con.print(f"signed {name} with key {signed.signature['key_id']} (ed25519)")  # type: ignore[index]
+        m = res.metrics
+        con.print(_candidates_table(res.candidates, f"candidates for {name} (chosen on validation: {res.manifest['selection']['rule']})"))
+        con.print(_budget_table(res.report, f"budget: {res.chosen.name} for {name}"))
+        con.print(
+            f"chosen {res.chosen.name}: test ({m['n']} samples, read once) top-1 {m['top1']:.3f}  top-3 {m['top3']:.3f}  "
+            f"within-1dB {m['within_1db']:.3f}  SE drop mean {m['se_drop_mean']:.4f} p90 {m['se_drop_p90']:.4f}"
+        )
+        t = res.teacher
+        if t is not None:
+            ratio = t["mflops"] / max(res.chosen.mflops or 0.0, 1e-12)
+            con.print(f"teacher {t['family']} ({t['source']}): {t['mflops']:.3f} MFLOPs, test top-1 {t['top1_test']:.3f} -> shipped "
+                      f"{ratio:.1f}x fewer FLOPs, {100 * (m['top1'] - t['top1_test']):+.2f} pp" + (f"  [{t['note']}]" if t["note"] else ""))
+        if "argmax_agreement" in res.parity:
+            con.print(f"parity ({res.parity.get('vs', 'source')}, val): top-1 agreement {res.parity['argmax_agreement']:.4f}"
+                      + (f", max |diff| {res.parity['max_abs_diff']:.2e}" if "max_abs_diff" in res.parity else ""))
+        if "tensorrt" in res.manifest and not res.manifest["tensorrt"]["built"]:
+            con.print(f"[yellow]TensorRT engine not built: {res.manifest['tensorrt']['reason']}; the bundle ships the ONNX model (onnxruntime fallback)[/]")
+        verdict = res.manifest["verdict"]
+        con.print(f"[bold]{verdict.upper()}[/] -> wrote {res.bundle_dir}/ ({', '.join(res.manifest['files'])}, manifest.json)")
+        if verdict != "pass":
+            code = EXIT_OVER_BUDGET
+    return code
 
 
 def cmd_check(a: argparse.Namespace) -> int:
@@ -532,6 +555,14 @@ def cmd_check(a: argparse.Namespace) -> int:
     rng = np.random.default_rng(0)
     sample = (-90.0 + 10.0 * rng.standard_normal(dims)).astype(np.float32)
     report = run_gate(a.model, prof, sample, runs=a.runs)
+    import tempfile
+
+    from .deploy.targets import check_targets
+
+    with tempfile.TemporaryDirectory(prefix="edgebm-check-") as tmp:  # the profile's targets: accelerator, ORT format, C, TensorRT
+        n_rows = shape[0] if isinstance(shape[0], int) else 500  # a graph with a fixed batch takes exactly that many rows
+        rows = (-90.0 + 10.0 * rng.standard_normal((n_rows, *dims[1:]))).astype(np.float32)
+        report.lines += check_targets(a.model, prof, tmp, x=rows, latency_runs=a.runs).lines
     _console(False).print(_budget_table(report, f"budget: {a.model} on {prof.name}"))
     if report.verdict != "pass":
         print(f"edgebm: over budget: {report.reason()}", file=sys.stderr)
@@ -557,12 +588,9 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    import time
-
-    from .atomic import atomic_write
     from .data import load_dataset
-    from .metrics import summarize
-    from .models.estimator import ALL_FAMILIES, ModelError, load_model, make_model
+    from .models.estimator import ALL_FAMILIES, ModelError
+    from .pipeline import train_run
     from .train import TrainConfig
 
     from .outputs import check_output_folder
@@ -578,53 +606,22 @@ def cmd_train(a: argparse.Namespace) -> int:
                           hard_loss=a.loss, lr=a.lr, batch_size=a.batch_size, patience=a.patience)
     except ValueError as e:
         raise CliError(str(e)) from None
-    train, val, test = ds.split((0.8, 0.1, 0.1), seed=a.seed)
-    try:
-        model = make_model(a.model, ds.n_b, ds.n_a, cfg, **_parse_params(a.param))
-    except (TypeError, ModelError) as e:
-        raise CliError(f"--model {a.model}: {e}") from None
-    teacher_logits = None
-    if a.distil_from:
-        teacher = load_model(a.distil_from)
-        if (teacher.n_in, teacher.n_out) != (ds.n_b, ds.n_a):
-            raise CliError(f"--distil-from {a.distil_from}: teacher is {teacher.n_in}->{teacher.n_out}, data is {ds.n_b}->{ds.n_a}")
-        teacher_logits = teacher.decision_scores(train.rsrp_b)
-    t0 = time.perf_counter()
+    params = _parse_params(a.param)
     with _RichProgress() as prog:
-        kw = {"teacher_logits": teacher_logits} if teacher_logits is not None else {}
         try:
-            model.fit(train, val, progress=lambda e, n, row: prog("train", e, n, f"val top-1 {row.get('val_top1', float('nan')):.3f}"), **kw)
+            res = train_run(ds, a.model, a.out, cfg, params, distil_from=a.distil_from, data_path=str(a.data),
+                            progress=lambda e, n, row: prog("train", e, n, f"val top-1 {row.get('val_top1', float('nan')):.3f}"))
         except ModelError as e:
-            raise CliError(str(e)) from None
-    out = Path(a.out)
-    model.save(out)
-    if a.model == "gru":
-        from .models.temporal import make_sequences
-
-        xs, ys = make_sequences(test.rsrp_b, test.best_a, test.traj_id, test.t, model.history, model.horizon)
-        seq = model.sequence_scores(xs)
-        from .metrics import topk_accuracy
-
-        metrics = {"per_slot": [{"slot": j, "top1": topk_accuracy(seq[:, j], ys[:, j], 1), "top3": topk_accuracy(seq[:, j], ys[:, j], 3)}
-                                for j in range(seq.shape[1])], "n": int(len(xs))}
-    else:
-        scores = model.decision_scores(test.rsrp_b if not getattr(model, "use_position", False) else model._x(test))
-        from .evaluate import dataset_beam_xy
-
-        metrics = summarize(scores, test.rsrp_a, test.noise_dbm, dataset_beam_xy(test))
-    res = model.result
-    config = {"family": a.model, "model": model.config(), "data": {"path": str(a.data), "meta": ds.meta, "n": len(ds),
-              "split": {"train": len(train), "val": len(val), "test": len(test), "seed": a.seed}},
-              "distil_from": a.distil_from, "seconds": round(time.perf_counter() - t0, 2)}
-    for name, obj in (("config.json", config), ("metrics.json", metrics), ("history.json", res.history if res else [])):
-        atomic_write(out / name, lambda f, o=obj: f.write((json.dumps(o, indent=2, default=str) + "\n").encode()))
+            where = "--distil-from" if a.distil_from and "teacher" in str(e) else f"--model {a.model}"
+            raise CliError(f"{where}: {e}") from None
+    metrics, r = res.metrics, res.model.result
     con = _console(False)
     if "top1" in metrics:
         con.print(f"{a.model}: held-out top-1 {metrics['top1']:.3f} top-3 {metrics['top3']:.3f} within-1dB {metrics['within_1db']:.3f} "
-                  f"SE drop {metrics['se_drop_mean']:.4f} (p90 {metrics['se_drop_p90']:.4f}); best epoch {res.best_epoch}/{res.epochs_run}")
+                  f"SE drop {metrics['se_drop_mean']:.4f} (p90 {metrics['se_drop_p90']:.4f}); best epoch {r.best_epoch}/{r.epochs_run}")
     else:
-        con.print(f"{a.model}: " + "  ".join(f"t+{r['slot']}: top-1 {r['top1']:.3f} top-3 {r['top3']:.3f}" for r in metrics["per_slot"]))
-    con.print(f"wrote {out}/ (model, config.json, metrics.json, history.json)")
+        con.print(f"{a.model}: " + "  ".join(f"t+{x['slot']}: top-1 {x['top1']:.3f} top-3 {x['top3']:.3f}" for x in metrics["per_slot"]))
+    con.print(f"wrote {res.out}/ (model, config.json, metrics.json, history.json)")
     return EXIT_OK
 
 
@@ -837,6 +834,7 @@ def _radio_arguments(p: argparse.ArgumentParser, names: Sequence[str], ranged: S
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .models.registry import family_names
 
     p = _Parser(prog="edgebm", description="Beam prediction for UEs: train, compress, export per device profile, gate, emulate.")
     p.add_argument("--version", action="version", version=f"edgebm {__version__}")
@@ -886,21 +884,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="validated profile as JSON")
     s.set_defaults(func=cmd_profiles_show)
 
-    e = sub.add_parser("export", help="train, export, gate and write export/<profile>/")
-    e.add_argument("--profile", required=True, help="profile name or path to a .toml")
+    e = sub.add_parser("export", help="run the compression recipe (teacher -> distil -> prune -> quantise -> gate), write export/<profile>/")
+    e.add_argument("--profile", required=True, help="profile name or .toml path; several comma-separated, or 'all' (they share the teacher and students)")
     e.add_argument("--data", default=None, help="BeamDataset .npz or shard folder (default: simulate the embedded default scenario)")
-    e.add_argument("--out", default=None, help="bundle folder (default export/<profile>)")
+    e.add_argument("--out", default=None, help="bundle folder for one profile (default export/<profile>); parent folder for several")
+    e.add_argument("--teacher", default=None, metavar="RUN", help="teacher run folder (edgebm train), instead of the profiles' [recipe] teacher")
     e.add_argument("--seed", type=_SEED, default=0)
     e.add_argument("--samples", type=_int_arg(1), default=20000, help="samples to simulate when --data is not given")
     e.add_argument("--epochs", type=_int_arg(1), default=None, help="training epochs for every neural family (default: per family)")
     e.add_argument("--families", default=None, help="comma-separated subset of the profile's families to try")
-    e.add_argument("--force", action="store_true", help="write the most accurate candidate even if none passes (manifest says so)")
-    e.add_argument("--sign-key", default=None, metavar="KEY.pem", help="sign the bundle with this ed25519 private key (edgebm keygen; extra: edgebm[sign])")
+    e.add_argument("--force", action="store_true", help="write the most accurate candidate (on validation) even if none passes (manifest says so)")
+    e.add_argument("--sign-key", default=None, metavar="KEY.pem", help="sign the bundle(s) with this ed25519 private key (edgebm keygen; extra: edgebm[sign])")
     e.set_defaults(func=cmd_export)
 
     tr = sub.add_parser("train", help="train one model family on a dataset into a run folder")
     tr.add_argument("--data", required=True, help="BeamDataset .npz or shard folder")
-    tr.add_argument("--model", required=True, help="family: mlp, dscnn, teacher, teacher_pos, gru, svm_linear, svm_rbf, tree, gbt, sgd")
+    tr.add_argument("--model", required=True, help="family: " + ", ".join(family_names()))
     tr.add_argument("--out", required=True, help="run folder to write")
     tr.add_argument("--epochs", type=_int_arg(1), default=40)
     tr.add_argument("--seed", type=_SEED, default=0)

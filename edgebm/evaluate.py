@@ -16,11 +16,12 @@ import numpy as np
 from . import baselines as B
 from . import metrics as M
 from .data import BeamDataset
+from .data.dataset import DEFAULT_SPLIT
 
 __all__ = ["n_avg_of", "dataset_beam_xy", "scores_from", "evaluation_rows", "COLUMNS", "rows_to_markdown", "choose_split", "trained_on", "TRAIN_SPLIT"]
 
 #: train / validation / test fractions of ``edgebm train`` and ``edgebm export``
-TRAIN_SPLIT = (0.8, 0.1, 0.1)
+TRAIN_SPLIT = DEFAULT_SPLIT
 
 COLUMNS = ("method", "top1", "top3", "within_1db", "rsrp_gap_db_mean", "se_drop_mean", "se_drop_p90", "beams_measured", "effective_se_mean")
 

@@ -24,9 +24,14 @@ else:  # Python 3.10: the same parser, published as tomli (declared in pyproject
     import tomli as tomllib
 
 from .errors import ProfileError, ProfileKeyError
+from .models.registry import family_names
 
 __all__ = [
     "DeviceProfile",
+    "Recipe",
+    "TEACHER_SOURCES",
+    "OBJECTIVES",
+    "TIE_RULES",
     "ProfileError",
     "ProfileKeyError",
     "SSB_PERIODS_MS",
@@ -34,6 +39,7 @@ __all__ = [
     "check_profile_name",
     "PRECISIONS",
     "BACKENDS",
+    "ACCELERATORS",
     "FAMILIES",
     "profile_dirs",
     "list_profiles",
@@ -46,21 +52,12 @@ PRECISIONS = ("fp32", "fp16", "int8")
 SSB_PERIODS_MS = (5, 10, 20, 40, 80, 160)
 #: a profile name is an identifier, never a path: it names the default bundle folder ``export/<name>``
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
-BACKENDS = ("onnxruntime", "tensorrt")
-#: model families a profile may allow (see edgebm.models)
-FAMILIES = (
-    "mlp",
-    "dscnn",
-    "angular",
-    "teacher",
-    "teacher_pos",
-    "gru",
-    "svm_linear",
-    "svm_rbf",
-    "tree",
-    "gbt",
-    "sgd",
-)
+#: onnxruntime (CPU), tensorrt (NVIDIA GPU engine), c (portable C99 compiled for a microcontroller, no runtime)
+BACKENDS = ("onnxruntime", "tensorrt", "c")
+#: phone NPU/DSP paths that onnxruntime mobile reaches through an execution provider
+ACCELERATORS = ("none", "nnapi", "coreml")
+#: model families a profile may allow (the family registry, edgebm.models.registry, is where families are declared)
+FAMILIES = family_names()
 
 
 @dataclass(frozen=True)
@@ -77,6 +74,14 @@ class Compute:
     peak_gflops: float
     mem_bandwidth_gbs: float
     slowdown_vs_host: float
+    #: ship model.ort + required_operators*.config for an onnxruntime mobile (reduced) build
+    ort_mobile: bool = False
+    #: NPU/DSP execution provider the bundle must suit ("none": CPU only); gated by the accelerator line
+    accelerator: str = "none"
+    #: the accelerator must take at least this share of the graph's nodes (%) ...
+    accelerator_min_nodes_pct: float = 95.0
+    #: ... in at most this many partitions (each partition boundary is a CPU <-> accelerator copy)
+    accelerator_max_partitions: int = 2
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,36 @@ class Models:
     families: tuple[str, ...]
 
 
+#: where the export recipe's teacher comes from (``edgebm export --teacher RUN`` overrides it)
+TEACHER_SOURCES = ("train", "pretrained", "none")
+#: what "cheapest" means when the recipe picks among candidates tied on validation accuracy
+OBJECTIVES = ("latency", "energy", "size")
+#: how "tied with the best validation top-1" is decided
+TIE_RULES = ("mcnemar", "tolerance")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The export recipe (``[recipe]``, optional; every key has this default): teacher -> distil -> prune to the
+    budget -> quantise -> export -> gate, chosen on validation. See export/README.md for the meaning of each key."""
+
+    teacher: str = "train"  # "train" here, "pretrained" (package weights; falls back to "train" with a note) or "none"
+    teacher_family: str = "teacher"  # family trained as the teacher when teacher = "train"
+    teacher_finetune_epochs: int = 20  # "pretrained": epochs of fine-tuning on the export's training split (0 = as shipped)
+    distil_weight: float = 0.5  # alpha of the Hinton KD term added to the student loss (0 = no distillation)
+    distil_temperature: float = 4.0  # KD temperature T
+    prune: bool = True  # structured pruning of prunable students, searched against the budget
+    prune_points: int = 3  # cheaper pruning points past the budget fit (each halves the remaining width); 0 = fit only
+    finetune_epochs: int = 8  # distillation epochs after each pruning
+    max_quant_drop_pp: float = 1.0  # accuracy-aware quantisation keeps nodes fp32 until the val drop is <= this
+    min_parity: float = 0.97  # a quantised candidate must agree with its fp32 source on this share of val top-1 beams
+    objective: str = "latency"  # cheapest among the tied: "latency" (device p99), "energy" (uJ), "size" (weight KiB)
+    tie_rule: str = "mcnemar"  # "mcnemar": exact paired test p >= alpha and drop <= tolerance_pp; "tolerance": drop only
+    alpha: float = 0.05
+    tolerance_pp: float = 1.0
+    slower_quantised_loses: bool = True  # a quantised candidate measured slower than its fp32 parent loses to it
+
+
 @dataclass(frozen=True)
 class DeviceProfile:
     """A validated device profile. See :data:`SCHEMA` for units."""
@@ -124,12 +159,32 @@ class DeviceProfile:
     models: Models
     energy: Energy | None
     source: str = ""
+    recipe: Recipe = Recipe()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict (echoed into manifests)."""
         d = asdict(self)
         d.pop("source", None)
         return d
+
+
+def _in_unit_interval(v: float) -> str | None:
+    return None if 0 < v < 1 else "must be in (0, 1)"
+
+
+def _non_negative(v: float) -> str | None:
+    return None if v >= 0 else "must be >= 0"
+
+
+def _fraction(v: float) -> str | None:
+    return None if 0 <= v <= 1 else "must be in [0, 1]"
+
+
+def _distillable_family(v: str) -> str | None:
+    from .models.registry import families
+
+    ok = [s.name for s in families(kind="torch", exportable=True)]
+    return None if v in ok else f"must be a neural BM-Case1 family: {', '.join(ok)}"
 
 
 def check_profile_name(name: Any, field: str = "name", where: str = "") -> str:
@@ -155,6 +210,10 @@ def _positive(v: float) -> str | None:
     if not math.isfinite(v):
         return f"must be a finite number > 0, got {v}"
     return None if v > 0 else "must be > 0"
+
+
+def _percent(v: float) -> str | None:
+    return None if 0 < v <= 100 else "must be a percentage in (0, 100]"
 
 
 def _choice(options: tuple[Any, ...]) -> Callable[[Any], str | None]:
@@ -192,6 +251,10 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], bool, Callable[[Any], str | 
         "peak_gflops": (_NUM, True, _positive),
         "mem_bandwidth_gbs": (_NUM, True, _positive),
         "slowdown_vs_host": (_NUM, True, _positive),
+        "ort_mobile": ((bool,), False, None),
+        "accelerator": ((str,), False, _choice(ACCELERATORS)),
+        "accelerator_min_nodes_pct": (_NUM, False, _percent),
+        "accelerator_max_partitions": ((int,), False, _positive),
     },
     "limits": {
         "max_mflops": (_NUM, True, _positive),
@@ -209,13 +272,33 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], bool, Callable[[Any], str | 
         "max_trainable_params": ((int,), True, _positive),
     },
     "models": {
-        "families": ((list,), True, _subset(FAMILIES)),
+        "families": ((list,), True, lambda v: _subset(family_names())(v)),  # read at load time: families may be registered later
     },
     "energy": {
         "pj_per_flop": (_NUM, True, _positive),
     },
+    "recipe": {  # every key optional: defaults in Recipe
+        "teacher": ((str,), False, _choice(TEACHER_SOURCES)),
+        "teacher_family": ((str,), False, _distillable_family),
+        "teacher_finetune_epochs": ((int,), False, _non_negative),
+        "distil_weight": (_NUM, False, _non_negative),
+        "distil_temperature": (_NUM, False, _positive),
+        "prune": ((bool,), False, None),
+        "prune_points": ((int,), False, _non_negative),
+        "finetune_epochs": ((int,), False, _positive),
+        "max_quant_drop_pp": (_NUM, False, _non_negative),
+        "min_parity": (_NUM, False, _fraction),
+        "objective": ((str,), False, _choice(OBJECTIVES)),
+        "tie_rule": ((str,), False, _choice(TIE_RULES)),
+        "alpha": (_NUM, False, _in_unit_interval),
+        "tolerance_pp": (_NUM, False, _non_negative),
+        "slower_quantised_loses": ((bool,), False, None),
+    },
 }
-_OPTIONAL_SECTIONS = {"energy"}
+_OPTIONAL_SECTIONS = {"energy", "recipe"}
+
+
+_RECIPE_FLOATS = {"distil_weight", "distil_temperature", "max_quant_drop_pp", "min_parity", "alpha", "tolerance_pp"}
 
 
 def _type_name(types: tuple[type, ...]) -> str:
@@ -276,6 +359,9 @@ def parse_profile(data: dict[str, Any], source: str = "<profile>") -> DeviceProf
     timing = values["timing"]
     if timing["inference_budget_ms"] > timing["beam_cycle_ms"]:
         raise fail("timing.inference_budget_ms", "must not exceed timing.beam_cycle_ms")
+    recipe = values.get("recipe", {})
+    if recipe.get("objective") == "energy" and "energy" not in values:
+        raise fail("recipe.objective", "'energy' needs an [energy] section with pj_per_flop")
     return DeviceProfile(
         name=values[""]["name"],
         description=values[""]["description"],
@@ -287,6 +373,7 @@ def parse_profile(data: dict[str, Any], source: str = "<profile>") -> DeviceProf
         models=Models(**values["models"]),
         energy=Energy(**values["energy"]) if "energy" in values else None,
         source=source,
+        recipe=Recipe(**{k: float(v) if k in _RECIPE_FLOATS else v for k, v in recipe.items()}),
     )
 
 

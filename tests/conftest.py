@@ -45,6 +45,18 @@ def make_toy_dataset(n: int = 600, seed: int = 0) -> BeamDataset:
     return BeamDataset(arrays=arrays, codebooks=codebooks, meta=meta)
 
 
+def lean_profile(name: str, **recipe):
+    """A shipped profile with a recipe sized for tests: the teacher trained here, one pruning point, short
+    fine-tuning (the full recipe is measured by ``python -m bench.export_tables``, not in unit tests)."""
+    import dataclasses
+
+    from edgebm.profiles import load_profile
+
+    prof = load_profile(name)
+    kw = {"teacher": "train", "prune_points": 1, "finetune_epochs": 2, **recipe}
+    return dataclasses.replace(prof, recipe=dataclasses.replace(prof.recipe, **kw))
+
+
 @pytest.fixture(scope="session")
 def toy_dataset() -> BeamDataset:
     return make_toy_dataset()
@@ -57,5 +69,8 @@ def toy_bundle(tmp_path_factory, toy_dataset):
     from edgebm.train import TrainConfig
 
     out = tmp_path_factory.mktemp("bundles") / "smartphone"
-    res = export_for_profile("smartphone", toy_dataset, out, train_cfg=TrainConfig(epochs=8, seed=0), families=["mlp"], latency_runs=50)
+    # no pruning here: tests across the suite rely on this bundle being the 256-wide MLP (the recipe's pruning is
+    # exercised in tests/test_recipe.py)
+    res = export_for_profile(lean_profile("smartphone", prune=False), toy_dataset, out, train_cfg=TrainConfig(epochs=8, seed=0),
+                             families=["mlp"], latency_runs=50)
     return res

@@ -16,7 +16,9 @@ def sim_bundle(tmp_path_factory):
 
     ds = generate_dataset(ScenarioConfig(), n_samples=3000, seed=1)
     out = tmp_path_factory.mktemp("emu") / "smartphone"
-    export_for_profile("smartphone", ds, out, train_cfg=TrainConfig(epochs=6, seed=0), latency_runs=50)
+    from tests.conftest import lean_profile
+
+    export_for_profile(lean_profile("smartphone"), ds, out, train_cfg=TrainConfig(epochs=6, seed=0), latency_runs=50)
     return out
 
 
@@ -53,6 +55,7 @@ def test_emulator_shift_adapt_and_report(sim_bundle, tmp_path):
         assert (tmp_path / "rep" / name).stat().st_size > 0
     kp = json.loads((tmp_path / "rep" / "kpis.json").read_text())
     assert kp["shifts"][0]["shift"] == "codebook:random64"
+    assert kp["config"]["backend"] == "onnxruntime" and "onnxruntime" in (tmp_path / "rep" / "summary.md").read_text()
     for w in ("before", "just_after", "adapted"):
         assert set(kp["shifts"][0][w]) >= {"edgebm", "hierarchical", "exhaustive", "cycles"}
     # SE never exceeds the genie and the genie has zero drop

@@ -30,7 +30,7 @@ def test_cli_export_with_data(tmp_path, capsys):
     ds = make_toy_dataset(400, seed=3)
     data = save_dataset(ds, tmp_path / "d.npz")
     out = tmp_path / "bundle"
-    rc = main(["export", "--profile", "smartphone", "--data", str(data), "--out", str(out), "--epochs", "3"])
+    rc = main(["export", "--profile", "smartphone", "--data", str(data), "--out", str(out), "--epochs", "3", "--families", "mlp"])
     assert rc == 0
     man = json.loads((out / "manifest.json").read_text())
     assert man["profile"] == "smartphone" and man["verdict"] == "pass"
@@ -45,7 +45,8 @@ def test_cli_export_over_budget_exit_3_writes_nothing(tmp_path, capsys):
 
     src = Path(load_profile("smartphone").source).read_text()
     tight = tmp_path / "tight.toml"
-    tight.write_text(src.replace('name = "smartphone"', 'name = "tight"').replace("max_params = 500000", "max_params = 100"))
+    tight.write_text(src.replace('name = "smartphone"', 'name = "tight"').replace("max_params = 500000", "max_params = 100")
+                     .replace('teacher_family = "teacher"', 'teacher_family = "mlp"'))
     data = save_dataset(make_toy_dataset(300, seed=4), tmp_path / "d.npz")
     out = tmp_path / "bundle"
     rc = main(["export", "--profile", str(tight), "--data", str(data), "--out", str(out), "--epochs", "2"])

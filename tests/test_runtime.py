@@ -22,9 +22,10 @@ def test_runtime_import_is_torch_free():
 def test_bundle_contents(toy_bundle):
     b = toy_bundle.bundle_dir
     names = sorted(p.name for p in b.iterdir())
-    assert names == ["budget.md", "codebook.npz", "head.npz", "manifest.json", "model.onnx"]
+    phone = ["model.ort", "model_fixed.onnx", "required_operators_and_types.with_runtime_opt.config"]  # smartphone targets
+    assert names == sorted(["budget.md", "codebook.npz", "head.npz", "manifest.json", "model.onnx", *phone])
     man = json.loads((b / "manifest.json").read_text())
-    assert set(man["files"]) == {"budget.md", "codebook.npz", "head.npz", "model.onnx"}
+    assert set(man["files"]) == {"budget.md", "codebook.npz", "head.npz", "model.onnx", *phone}
     for key in ("edgebm_version", "profile", "family", "inputs", "outputs", "preprocessing", "metrics_heldout", "budget", "parity"):
         assert key in man
     for key in ("top1", "top3", "within_1db", "se_drop_mean", "se_drop_p90"):

@@ -62,10 +62,10 @@ class PruneResult:
     params_after: int
     flops_before: int  # thop (torch) count
     flops_after: int
-    onnx_flops_before: int  # edgebm.budget.analyze_onnx on the exported graph (BatchNorm folded)
-    onnx_flops_after: int
-    onnx_params_before: int
-    onnx_params_after: int
+    onnx_flops_before: int | None  # edgebm.budget.analyze_onnx on the exported graph (BatchNorm folded); None if check_onnx=False
+    onnx_flops_after: int | None
+    onnx_params_before: int | None
+    onnx_params_after: int | None
     widths_before: dict[str, list[int]] = field(default_factory=dict)  # layer -> [in, out]
     widths_after: dict[str, list[int]] = field(default_factory=dict)
     top1_before: float | None = None
@@ -176,6 +176,7 @@ def prune_structured(
     in_place: bool = False,
     onnx_path: str | Path | None = None,
     parity_atol: float = 1e-3,
+    check_onnx: bool = True,
 ) -> PruneResult:
     """Prune ``ratio`` of the channels/neurons of every prunable layer, in ``steps`` prune(+fine-tune) rounds.
 
@@ -185,7 +186,8 @@ def prune_structured(
     ``ignored``: extra modules never pruned (the head is always ignored). ``round_to``: keep channel
     counts multiples of this (SIMD-friendly widths). ``model`` is deep-copied unless ``in_place``.
     The pruned model is exported to ONNX (``onnx_path`` or a temporary file) and checked for parity;
-    :class:`PruneError` if that fails.
+    :class:`PruneError` if that fails. ``check_onnx=False`` skips both exports and the parity check (the
+    ``onnx_*`` fields are None): for callers that export and check the pruned model themselves.
     """
     if not 0.0 <= ratio < 1.0:
         raise ValueError(f"ratio must be in [0, 1), got {ratio}")
@@ -218,8 +220,10 @@ def prune_structured(
     params_before = count_params(m)
     flops_before = thop_flops(m, x)
     top1_before = float(eval_fn(m)) if eval_fn is not None else None
+    onnx_flops_before = onnx_params_before = onnx_flops_after = onnx_params_after = parity = None
     with ScratchDir("edgebm-prune") as tmp:
-        onnx_flops_before, onnx_params_before = _onnx_stats(m, x, Path(tmp) / "before.onnx")
+        if check_onnx:
+            onnx_flops_before, onnx_params_before = _onnx_stats(m, x, Path(tmp) / "before.onnx")
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch-pruning warns on every unwrapped buffer
@@ -247,14 +251,15 @@ def prune_structured(
                     top1_after_ft = row["top1_after_finetune"] = float(eval_fn(m))
             rounds.append(row)
 
-        out = Path(onnx_path) if onnx_path is not None else Path(tmp) / "after.onnx"
-        try:
-            onnx_flops_after, onnx_params_after = _onnx_stats(m, x, out)
-        except Exception as e:
-            raise PruneError(f"pruned {type(model).__name__} does not export to ONNX: {e}") from e
-        parity = check_parity(m, out, x[:256])
-        if parity.max_abs_diff > parity_atol:
-            raise PruneError(f"pruned model disagrees with its ONNX export: max |diff| {parity.max_abs_diff:.3g} > {parity_atol}")
+        if check_onnx:
+            out = Path(onnx_path) if onnx_path is not None else Path(tmp) / "after.onnx"
+            try:
+                onnx_flops_after, onnx_params_after = _onnx_stats(m, x, out)
+            except Exception as e:
+                raise PruneError(f"pruned {type(model).__name__} does not export to ONNX: {e}") from e
+            parity = check_parity(m, out, x[:256])
+            if parity.max_abs_diff > parity_atol:
+                raise PruneError(f"pruned model disagrees with its ONNX export: max |diff| {parity.max_abs_diff:.3g} > {parity_atol}")
 
     cfg = _rebuild_config(m)
     if cfg is None:
@@ -280,8 +285,8 @@ def prune_structured(
         top1_before=top1_before,
         top1_after_prune=top1_after_prune,
         top1_after_finetune=top1_after_ft,
-        parity=parity.to_dict(),
-        onnx_path=str(onnx_path) if onnx_path is not None else None,
+        parity=parity.to_dict() if parity is not None else None,
+        onnx_path=str(onnx_path) if onnx_path is not None and check_onnx else None,
         config=cfg,
         rounds=rounds,
         notes=notes,

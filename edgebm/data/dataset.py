@@ -18,10 +18,12 @@ from ..atomic import atomic_write
 from ..errors import DatasetError
 from .npz import read_npz, write_npz
 
-__all__ = ["BeamDataset", "DatasetError", "FIELDS", "SCHEMA_VERSION", "save_dataset", "load_dataset", "atomic_write",
+__all__ = ["BeamDataset", "DatasetError", "FIELDS", "SCHEMA_VERSION", "DEFAULT_SPLIT", "save_dataset", "load_dataset", "atomic_write",
            "load_dataset_file", "read_npz", "check_headers", "parse_meta", "RSRP_RANGE_DBM", "CODEBOOK_SCHEMA"]
 
 SCHEMA_VERSION = 1
+#: train / validation / test fractions of ``edgebm train``, ``export`` and ``evaluate`` (declared once, here)
+DEFAULT_SPLIT = (0.8, 0.1, 0.1)
 
 # name -> (dtype kind(s), trailing shape spec, required). Trailing spec: "B" = |Set B|, "A" = |Set A|, ints are fixed.
 FIELDS: dict[str, tuple[str, tuple[Any, ...], bool]] = {
@@ -83,7 +85,7 @@ class BeamDataset:
         """Rows ``idx`` (index array or boolean mask), same codebooks and metadata."""
         return replace(self, arrays={k: v[idx] for k, v in self.arrays.items()})
 
-    def split(self, fractions: tuple[float, ...] = (0.8, 0.1, 0.1), seed: int = 0) -> list["BeamDataset"]:
+    def split(self, fractions: tuple[float, ...] = DEFAULT_SPLIT, seed: int = 0) -> list["BeamDataset"]:
         """Random split by sample, or by trajectory when ``traj_id`` is present (no leakage)."""
         if abs(sum(fractions) - 1.0) > 1e-6 or any(f < 0 for f in fractions):
             raise ValueError(f"split fractions must be >= 0 and sum to 1, got {fractions}")

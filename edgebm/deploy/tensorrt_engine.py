@@ -1,7 +1,7 @@
 """TensorRT engines for profiles whose backend is ``tensorrt`` (optional extra ``edgebm[tensorrt]``).
 
-Needs the ``tensorrt`` wheel and a CUDA GPU; :func:`tensorrt_status` says in one line why a build
-cannot happen here, and export then ships the ONNX model marked as the fallback. The engine is
+Needs the ``tensorrt`` and ``cuda-python`` wheels and a CUDA GPU; :func:`tensorrt_status` says in one
+line why a build cannot happen here, and export then ships the ONNX model marked as the fallback. The engine is
 built from the same ONNX graph the gate measured, with a persistent timing cache (a rebuild with the
 same cache skips tactic timing) and fp16 / int8 (explicit quantisation from a QDQ graph) flags.
 """
@@ -21,19 +21,10 @@ __all__ = ["tensorrt_status", "build_engine", "EngineInfo", "measure_engine_late
 
 
 def tensorrt_status() -> tuple[bool, str]:
-    """(available, reason): tensorrt importable and a CUDA device visible."""
-    try:
-        import tensorrt as trt  # noqa: F401
-    except ImportError:
-        return False, "tensorrt is not installed (pip install edgebm[tensorrt] on a machine with an NVIDIA GPU)"
-    try:
-        import torch
+    """(available, reason): tensorrt and cuda-python import and a CUDA device is visible (no torch needed)."""
+    from ..runtime.backends import tensorrt_runtime_status
 
-        if not torch.cuda.is_available():
-            return False, "no CUDA GPU visible (torch.cuda.is_available() is False)"
-    except ImportError:
-        return False, "torch with CUDA is needed for engine I/O buffers"
-    return True, f"tensorrt {trt.__version__}"
+    return tensorrt_runtime_status()
 
 
 @dataclass(frozen=True)
@@ -103,34 +94,12 @@ def build_engine(
 
 
 def measure_engine_latency(plan_path: str | Path, sample: np.ndarray, runs: int = 500, warmup: int = 50) -> dict[str, Any]:
-    """Single-sample latency (ms) of an engine, host-to-host (copy in, execute, copy out, synchronise)."""
-    import tensorrt as trt
-    import torch
-
-    logger = trt.Logger(trt.Logger.WARNING)
-    engine = trt.Runtime(logger).deserialize_cuda_engine(Path(plan_path).read_bytes())
-    ctx = engine.create_execution_context()
-    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-    inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-    x = torch.from_numpy(np.ascontiguousarray(sample[:1], dtype=np.float32)).cuda()
-    ctx.set_input_shape(inputs[0], tuple(x.shape))
-    bufs = {inputs[0]: x}
-    for n in names:
-        if n not in bufs:
-            bufs[n] = torch.empty(tuple(ctx.get_tensor_shape(n)), dtype=torch.float32, device="cuda")
-    for n, b in bufs.items():
-        ctx.set_tensor_address(n, b.data_ptr())
-    stream = torch.cuda.Stream()
-    host = np.ascontiguousarray(sample[:1], dtype=np.float32)
-
-    def call() -> None:
-        bufs[inputs[0]].copy_(torch.from_numpy(host), non_blocking=False)
-        ctx.execute_async_v3(stream.cuda_stream)
-        stream.synchronize()
-        for n in names:
-            if n not in inputs:
-                bufs[n].cpu()
-
+    """Single-sample latency (ms) of an engine, host-to-host: copy in, execute, copy out, synchronise --
+    exactly the call the runtime makes (:class:`edgebm.runtime.backends.TensorRTBackend`)."""
     from ..budget.latency import time_callable
+    from ..runtime.backends import TensorRTBackend
 
-    return time_callable(call, runs=runs, warmup=warmup).to_dict()
+    backend = TensorRTBackend(plan_path)
+    x = np.ascontiguousarray(sample[:1], dtype=np.float32)
+    names = list(backend.output_names)
+    return time_callable(lambda: backend(names, x), runs=runs, warmup=warmup).to_dict()

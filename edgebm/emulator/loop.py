@@ -491,7 +491,8 @@ def run_emulator(
                              infers=[_predictor_infer(p, min(cfg.k_refine, p.n_a), slowdown) for p in preds], adapters=adapters)
     res.config = {**asdict(cfg), "shifts": [asdict(s) for s in cfg.shifts], "bundle": str(bundles[0]),
                   "bundles": [str(b) for b in bundles], "profile": pred.manifest.profile,
-                  "family": pred.manifest.family, "scenario": base.to_dict()}
+                  "family": pred.manifest.family, "backend": pred.backend, "backend_reason": pred.backend_reason,
+                  "scenario": base.to_dict()}
     res.shifts = [{**asdict(s), "cycle": int(st)} for s, st in zip(ordered, starts[1:-1]) if st < n_steps]
     res.seconds = time.perf_counter() - t_start
     return res

@@ -120,7 +120,8 @@ def _summary_md(k: dict[str, Any]) -> str:
         f"# Emulator run: {c['family']} bundle for `{c['profile']}`",
         "",
         f"{k['ues']} UEs x {k['cycles']} beam cycles of {k['cycle_ms']:g} ms in {c['scenario']['city']} "
-        f"(seed {c['seed']}); bundle `{c['bundle']}`; wall time {k['wall_seconds']} s.",
+        f"(seed {c['seed']}); bundle `{c['bundle']}`; inference on {c.get('backend_reason', 'onnxruntime')}; "
+        f"wall time {k['wall_seconds']} s.",
         "",
         "## Totals",
         "",

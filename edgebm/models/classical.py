@@ -35,6 +35,10 @@ as scikit-learn does).
 :class:`ClassicalBeamModel` wraps a pipeline with the contract shared with the torch families:
 scores are always dense over all ``n_out`` Set A beams; beams the estimator never saw in training get
 probability 0 (logit :data:`FILL_LOGIT`). All randomness comes from ``seed``.
+
+What differs between families (how the estimator is built, fitted, read and sized) lives in one
+:class:`ClassicalFamily` subclass per family, which the family registry (:mod:`edgebm.models.registry`)
+names as the family's ``builder``; the defaults and the score kind are registry fields too.
 """
 
 from __future__ import annotations
@@ -48,16 +52,16 @@ from sklearn.pipeline import Pipeline
 
 from ..numerics import logsumexp, softmax
 from .preprocess import PREPROCESS_DEFAULTS, relative_db
+from .registry import families, get_family, load_builder
 
 __all__ = [
     "FAMILIES", "SCORE_KINDS", "FILL_LOGIT", "POS_SCALE_M", "N_POS", "RelativeDbTransformer", "ClassicalBeamModel",
+    "ClassicalFamily", "SvmLinear", "SvmRbf", "DecisionTree", "BoostedTrees", "SgdLogistic",
     "make_classical", "ovo_to_ovr", "ovo_pair_tables",
 ]
 
-#: family name -> kind of the dense score tensor ("logits": softmax it; "probabilities": use as is)
-SCORE_KINDS = {
-    "svm_linear": "logits", "svm_rbf": "logits", "tree": "probabilities", "gbt": "probabilities", "sgd": "probabilities",
-}
+#: family name -> kind of the dense score tensor ("logits": softmax it; "probabilities": use as is), from the registry
+SCORE_KINDS = {s.name: s.score_kind for s in families(kind="sklearn")}
 FAMILIES = tuple(SCORE_KINDS)
 #: logit given to Set A beams the estimator never saw in training (softmax -> exactly 0 in float32/64; fp16-safe)
 FILL_LOGIT = -1.0e4
@@ -66,15 +70,15 @@ POS_SCALE_M = 100.0
 #: number of position columns (x, y, z) appended after the RSRP columns when ``use_position=True``
 N_POS = 3
 
-_DEFAULTS: dict[str, dict[str, Any]] = {
-    "svm_linear": {"C": 1.0, "max_iter": 2000},
-    "svm_rbf": {"C": 10.0, "gamma": "scale", "max_train": 5000},
-    "tree": {"max_depth": 12, "min_samples_leaf": 2},
-    "gbt": {"max_iter": 40, "learning_rate": 0.1, "max_leaf_nodes": 15, "l2_regularization": 10.0, "min_samples_leaf": 20},
-    "sgd": {"alpha": 1e-4, "learning_rate": "invscaling", "eta0": 0.1, "power_t": 0.25, "epochs": 20},
-}
 # keys that configure the wrapper, not the estimator
 _WRAPPER_KEYS = {"max_train", "epochs", "floor_db", "scale_db", "pos_scale_m", "n_threads", "fit_temperature"}
+
+
+def _spec(family: str):
+    """The registry entry of a classical family (ValueError naming the classical families otherwise)."""
+    if family not in SCORE_KINDS:
+        raise ValueError(f"unknown classical family {family!r}; choose one of {', '.join(FAMILIES)}")
+    return get_family(family)
 
 
 class RelativeDbTransformer(TransformerMixin, BaseEstimator):
@@ -126,42 +130,162 @@ def make_classical(family: str, seed: int = 0, use_position: bool = False, **par
     ``params`` override the family defaults (see the module table) and are passed to the estimator;
     the wrapper-only keys (``max_train``, ``epochs``, ``n_threads``, ...) are dropped here.
     """
-    if family not in SCORE_KINDS:
-        raise ValueError(f"unknown classical family {family!r}; choose one of {', '.join(FAMILIES)}")
-    p = {**_DEFAULTS[family], **params}
+    spec = _spec(family)
+    p = {**spec.default_params, **params}
     feat = RelativeDbTransformer(
         floor_db=p.get("floor_db", PREPROCESS_DEFAULTS["floor_db"]), scale_db=p.get("scale_db", PREPROCESS_DEFAULTS["scale_db"]),
         n_pos=N_POS if use_position else 0, pos_scale_m=p.get("pos_scale_m", POS_SCALE_M),
     )
     kw = {k: v for k, v in p.items() if k not in _WRAPPER_KEYS}
-    if family == "svm_linear":
+    return Pipeline([("features", feat), ("clf", load_builder(spec).build(kw, seed))])
+
+
+# -- per-family behaviour (the registry's ``builder`` of each classical family) ----------------------
+class ClassicalFamily:
+    """How one scikit-learn family is built, fitted, read and sized. Subclass and register a
+    :class:`~edgebm.models.registry.FamilySpec` with ``builder="your.module:YourFamily"`` to add one."""
+
+    @staticmethod
+    def build(kw: dict[str, Any], seed: int) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @staticmethod
+    def fit(model: "ClassicalBeamModel", F: np.ndarray, y: np.ndarray, F_val: np.ndarray | None, y_val: np.ndarray | None) -> None:
+        """Fit ``model.estimator`` on features ``F`` (validation features/labels may be None)."""
+        model.estimator.fit(F, y)
+
+    @staticmethod
+    def raw_scores(est: Any, F: np.ndarray) -> np.ndarray:
+        """Scores over ``est.classes_`` columns (before temperature and remapping)."""
+        return est.predict_proba(F)
+
+    @staticmethod
+    def n_params(est: Any) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class SvmLinear(ClassicalFamily):
+    """``LinearSVC`` (liblinear, one-vs-rest); scores = decision values."""
+
+    @staticmethod
+    def build(kw: dict[str, Any], seed: int) -> Any:
         from sklearn.svm import LinearSVC
 
-        est = LinearSVC(random_state=seed, **kw)
-    elif family == "svm_rbf":
+        return LinearSVC(random_state=seed, **kw)
+
+    @staticmethod
+    def raw_scores(est: Any, F: np.ndarray) -> np.ndarray:
+        d = est.decision_function(F)
+        return np.stack([-d, d], 1) if d.ndim == 1 else d
+
+    @staticmethod
+    def n_params(est: Any) -> int:
+        return int(est.coef_.size + est.intercept_.size)
+
+
+class SvmRbf(ClassicalFamily):
+    """``SVC(kernel="rbf")`` one-vs-one, trained on at most ``max_train`` samples; scores = :func:`ovo_to_ovr`."""
+
+    @staticmethod
+    def build(kw: dict[str, Any], seed: int) -> Any:
         from sklearn.svm import SVC
 
+        kw = dict(kw)
         kw.setdefault("decision_function_shape", "ovo")
         if kw["decision_function_shape"] != "ovo":
             raise ValueError("svm_rbf uses decision_function_shape='ovo' (the one-vs-rest scores are derived from it)")
-        est = SVC(kernel="rbf", random_state=seed, **kw)  # probability=False (the default; the option is deprecated in 1.9)
-    elif family == "tree":
+        return SVC(kernel="rbf", random_state=seed, **kw)  # probability=False (the default; the option is deprecated in 1.9)
+
+    @staticmethod
+    def fit(model: "ClassicalBeamModel", F: np.ndarray, y: np.ndarray, F_val: np.ndarray | None, y_val: np.ndarray | None) -> None:
+        cap = int(model.params.get("max_train", 5000))
+        if len(F) > cap:
+            idx = np.sort(np.random.default_rng(model.seed).choice(len(F), cap, replace=False))
+            F, y = F[idx], y[idx]
+        model.estimator.fit(F, y)
+
+    @staticmethod
+    def raw_scores(est: Any, F: np.ndarray) -> np.ndarray:
+        dec = est.decision_function(F)
+        k = len(est.classes_)
+        if k == 2:  # sklearn flips the sign of the single libsvm pair value for binary problems
+            dec = -dec.reshape(-1, 1)
+        return ovo_to_ovr(dec.astype(np.float64), k)
+
+    @staticmethod
+    def n_params(est: Any) -> int:
+        return int(est.support_vectors_.size + est.dual_coef_.size + est.intercept_.size)
+
+
+class DecisionTree(ClassicalFamily):
+    """``DecisionTreeClassifier``; scores = class probabilities of the leaf."""
+
+    @staticmethod
+    def build(kw: dict[str, Any], seed: int) -> Any:
         from sklearn.tree import DecisionTreeClassifier
 
-        est = DecisionTreeClassifier(random_state=seed, **kw)
-    elif family == "gbt":
+        return DecisionTreeClassifier(random_state=seed, **kw)
+
+    @staticmethod
+    def n_params(est: Any) -> int:
+        t = est.tree_
+        leaf = t.children_left == -1
+        # split nodes: feature index + threshold; leaves: one value per class
+        return int(2 * np.count_nonzero(~leaf) + np.count_nonzero(leaf) * t.value.shape[-1])
+
+
+class BoostedTrees(ClassicalFamily):
+    """``HistGradientBoostingClassifier`` with early stopping on the validation split when given one."""
+
+    @staticmethod
+    def build(kw: dict[str, Any], seed: int) -> Any:
         from sklearn.ensemble import HistGradientBoostingClassifier
 
+        kw = dict(kw)
         kw.setdefault("early_stopping", False)
-        est = HistGradientBoostingClassifier(random_state=seed, **kw)
-    else:  # sgd
+        return HistGradientBoostingClassifier(random_state=seed, **kw)
+
+    @staticmethod
+    def fit(model: "ClassicalBeamModel", F: np.ndarray, y: np.ndarray, F_val: np.ndarray | None, y_val: np.ndarray | None) -> None:
+        est = model.estimator
+        if F_val is not None and y_val is not None:
+            keep = np.isin(y_val, np.unique(y))
+            if keep.sum() >= 2 and "early_stopping" not in model._overrides:
+                est.set_params(early_stopping=True)
+                est.fit(F, y, X_val=F_val[keep], y_val=y_val[keep])
+                return
+        est.fit(F, y)
+
+    @staticmethod
+    def n_params(est: Any) -> int:
+        total = int(np.size(est._baseline_prediction))
+        for per_class in est._predictors:
+            for pred in per_class:
+                leaf = pred.nodes["is_leaf"].astype(bool)
+                total += 2 * int(np.count_nonzero(~leaf)) + int(np.count_nonzero(leaf))
+        return total
+
+
+class SgdLogistic(ClassicalFamily):
+    """``SGDClassifier(loss="log_loss")`` trained by shuffled ``partial_fit`` epochs (classes fixed to range(n_out))."""
+
+    @staticmethod
+    def build(kw: dict[str, Any], seed: int) -> Any:
         from sklearn.linear_model import SGDClassifier
 
+        kw = dict(kw)
         kw.setdefault("loss", "log_loss")
         if kw["loss"] != "log_loss":
             raise ValueError("the sgd family uses loss='log_loss' (it needs probabilities)")
-        est = SGDClassifier(random_state=seed, **kw)
-    return Pipeline([("features", feat), ("clf", est)])
+        return SGDClassifier(random_state=seed, **kw)
+
+    @staticmethod
+    def fit(model: "ClassicalBeamModel", F: np.ndarray, y: np.ndarray, F_val: np.ndarray | None, y_val: np.ndarray | None) -> None:
+        model._sgd_epochs(F, y, int(model.params.get("epochs", 20)))
+
+    @staticmethod
+    def n_params(est: Any) -> int:
+        return int(est.coef_.size + est.intercept_.size)
 
 
 # -- one-vs-one -> one-vs-rest, vectorised ---------------------------------------------------------
@@ -241,8 +365,7 @@ class ClassicalBeamModel:
     """
 
     def __init__(self, family: str, n_in: int, n_out: int, seed: int = 0, use_position: bool = False, **params: Any) -> None:
-        if family not in SCORE_KINDS:
-            raise ValueError(f"unknown classical family {family!r}; choose one of {', '.join(FAMILIES)}")
+        spec = _spec(family)
         if n_in < 1 or n_out < 2:
             raise ValueError(f"need n_in >= 1 and n_out >= 2, got n_in={n_in}, n_out={n_out}")
         self.family = family
@@ -251,7 +374,7 @@ class ClassicalBeamModel:
         self.seed = int(seed)
         self.use_position = bool(use_position)
         self._overrides = dict(params)
-        self.params = {**_DEFAULTS[family], **params}
+        self.params = {**spec.default_params, **params}
         self._rng = np.random.default_rng(self.seed)  # sgd epoch shuffling; reset by fit
         self.n_threads: int | None = self.params.get("n_threads", 1)
         self.temperature = 1.0
@@ -267,6 +390,11 @@ class ClassicalBeamModel:
     def score_kind(self) -> str:
         """"logits" or "probabilities": what :meth:`scores` (and the ONNX ``scores`` output) holds."""
         return SCORE_KINDS[self.family]
+
+    @property
+    def _family(self) -> type[ClassicalFamily]:
+        """The family's build/fit/score/size rules (the registry's ``builder``)."""
+        return load_builder(get_family(self.family))
 
     @property
     def estimator(self) -> Any:
@@ -320,24 +448,8 @@ class ClassicalBeamModel:
         t0 = time.perf_counter()
         with _ThreadLimit(self.n_threads):
             F = self.features.fit_transform(X)
-            est = self.estimator
-            if self.family == "svm_rbf":
-                cap = int(self.params.get("max_train", 5000))
-                if len(F) > cap:
-                    idx = np.sort(np.random.default_rng(self.seed).choice(len(F), cap, replace=False))
-                    F, y = F[idx], y[idx]
-                est.fit(F, y)
-            elif self.family == "sgd":
-                self._sgd_epochs(F, y, int(self.params.get("epochs", 20)))
-            elif self.family == "gbt" and has_val:
-                keep = np.isin(y_val, np.unique(y))
-                if keep.sum() >= 2 and "early_stopping" not in self._overrides:
-                    est.set_params(early_stopping=True)
-                    est.fit(F, y, X_val=self.features.transform(X_val[keep]), y_val=y_val[keep])
-                else:
-                    est.fit(F, y)
-            else:
-                est.fit(F, y)
+            F_val = self.features.transform(X_val) if has_val else None
+            self._family.fit(self, F, y, F_val, y_val if has_val else None)
             if has_val and self.score_kind == "logits" and self.params.get("fit_temperature", True):
                 keep = np.isin(y_val, self.classes_)
                 if keep.any():
@@ -371,17 +483,7 @@ class ClassicalBeamModel:
     # -- inference ------------------------------------------------------------------------------
     def _raw_scores(self, F: np.ndarray) -> np.ndarray:
         """Estimator scores over its own ``classes_`` columns (before temperature and remapping)."""
-        est = self.estimator
-        k = len(est.classes_)
-        if self.family == "svm_rbf":
-            dec = est.decision_function(F)
-            if k == 2:  # sklearn flips the sign of the single libsvm pair value for binary problems
-                dec = -dec.reshape(-1, 1)
-            return ovo_to_ovr(dec.astype(np.float64), k)
-        if self.family == "svm_linear":
-            d = est.decision_function(F)
-            return np.stack([-d, d], 1) if d.ndim == 1 else d
-        return est.predict_proba(F)
+        return self._family.raw_scores(self.estimator, F)
 
     def scores(self, X: Any) -> np.ndarray:
         """Dense (N, n_out) float32 scores of kind :attr:`score_kind` — what the ONNX ``scores`` output holds."""
@@ -419,22 +521,7 @@ class ClassicalBeamModel:
         """Learned numbers the model stores (coefficients, support vectors, tree split/leaf values)."""
         if not self.is_fitted():
             raise RuntimeError(f"{self.family} model is not fitted")
-        est = self.estimator
-        if self.family in ("svm_linear", "sgd"):
-            return int(est.coef_.size + est.intercept_.size)
-        if self.family == "svm_rbf":
-            return int(est.support_vectors_.size + est.dual_coef_.size + est.intercept_.size)
-        if self.family == "tree":
-            t = est.tree_
-            leaf = t.children_left == -1
-            # split nodes: feature index + threshold; leaves: one value per class
-            return int(2 * np.count_nonzero(~leaf) + np.count_nonzero(leaf) * t.value.shape[-1])
-        total = int(np.size(est._baseline_prediction))  # gbt
-        for per_class in est._predictors:
-            for pred in per_class:
-                leaf = pred.nodes["is_leaf"].astype(bool)
-                total += 2 * int(np.count_nonzero(~leaf)) + int(np.count_nonzero(leaf))
-        return total
+        return self._family.n_params(self.estimator)
 
     def config(self) -> dict:
         """JSON-able description for the manifest."""

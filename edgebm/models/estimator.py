@@ -23,12 +23,14 @@ from ..numerics import softmax
 from ..train.loop import TrainConfig, TrainResult
 
 from ..errors import ModelError
+from .registry import FamilySpec, UnknownFamilyError, family_names, get_family, load_builder
 
 __all__ = [
     "NEURAL_FAMILIES",
     "CLASSICAL_FAMILIES",
     "ALL_FAMILIES",
     "BeamModel",
+    "ExportedGraph",
     "TorchBeamModel",
     "SklearnBeamModel",
     "make_model",
@@ -36,37 +38,72 @@ __all__ = [
     "ModelError",
 ]
 
-NEURAL_FAMILIES = ("mlp", "dscnn", "teacher", "teacher_pos", "gru", "angular")
-CLASSICAL_FAMILIES = ("svm_linear", "svm_rbf", "tree", "gbt", "sgd")
-ALL_FAMILIES = NEURAL_FAMILIES + CLASSICAL_FAMILIES
+# views of the family registry (edgebm.models.registry is the one place a family is declared)
+NEURAL_FAMILIES = family_names(kind="torch")
+CLASSICAL_FAMILIES = family_names(kind="sklearn")
+ALL_FAMILIES = family_names()
+
+
+def _spec(family: str) -> FamilySpec:
+    try:
+        return get_family(family)
+    except UnknownFamilyError as e:
+        raise ModelError(str(e)) from None
 
 
 def _module_class(family: str):
-    if family == "mlp":
-        from .mlp import BeamMLP
+    spec = _spec(family)
+    if spec.kind != "torch":
+        raise ModelError(f"{family!r} is not a neural family (neural: {', '.join(family_names(kind='torch'))})")
+    return load_builder(spec)
 
-        return BeamMLP
-    if family == "dscnn":
-        from .dscnn import BeamDSCNN
 
-        return BeamDSCNN
-    if family == "teacher":
-        from .teacher import BeamTeacherCNN
+@dataclass
+class ExportedGraph:
+    """What :meth:`BeamModel.to_onnx` wrote and what the bundle needs to know about it.
 
-        return BeamTeacherCNN
-    if family == "teacher_pos":
-        from .fusion import PositionAidedTeacher
+    ``outputs``: every graph output as ``{"name", "shape", "dtype"}`` (read from the graph). ``score_output``
+    holds Set A scores of kind ``score_kind`` (``logits`` or ``probabilities``); ``feature_output`` (neural
+    families) the penultimate features the on-device head update trains on, with ``head`` = (W (A, F),
+    b (A,)) float32, the layer that maps them to the logits. ``parity``: ONNX Runtime vs the source model on
+    the samples given. ``thop_flops``: the torch-side FLOP count (batch 1) to cross-check the ONNX count.
+    ``manifest_fields``: family-specific manifest entries (e.g. an extra output a runtime hook reads).
+    """
 
-        return PositionAidedTeacher
-    if family == "gru":
-        from .temporal import BeamGRU
+    path: Path
+    score_output: str
+    score_kind: str
+    outputs: list[dict[str, Any]]
+    model_config: dict[str, Any]
+    parity: dict[str, Any]
+    feature_output: str | None = None
+    head: tuple[np.ndarray, np.ndarray] | None = None
+    flops: int = 0
+    thop_flops: int | None = None
+    manifest_fields: dict[str, Any] = field(default_factory=dict)
 
-        return BeamGRU
-    if family == "angular":
-        from .angular import AngularBeamNet
+    @property
+    def head_params(self) -> int:
+        """Trainable parameters of the on-device head (0 when the graph has none)."""
+        return 0 if self.head is None else int(self.head[0].size + self.head[1].size)
 
-        return AngularBeamNet
-    raise ModelError(f"unknown neural family {family!r} (known: {', '.join(NEURAL_FAMILIES)})")
+
+def _graph_outputs(path: Path) -> list[dict[str, Any]]:
+    import onnx
+
+    g = onnx.load(str(path), load_external_data=False).graph
+    out = []
+    for o in g.output:
+        t = o.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else "batch" for d in t.shape.dim]
+        out.append({"name": o.name, "shape": dims, "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name})
+    return out
+
+
+def _onnx_flops(path: Path) -> int:
+    from ..budget import analyze_onnx
+
+    return int(analyze_onnx(path).flops)
 
 
 @dataclass
@@ -80,6 +117,11 @@ class BeamModel:
     train_cfg: TrainConfig = field(default_factory=TrainConfig)
     result: TrainResult | None = None
 
+    @property
+    def spec(self) -> FamilySpec:
+        """The family's registry entry."""
+        return _spec(self.family)
+
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Best Set A beam per row, (N,)."""
         return self.decision_scores(x).argmax(-1)
@@ -92,6 +134,11 @@ class BeamModel:
 
     def config(self) -> dict[str, Any]:
         return {"family": self.family, "n_in": self.n_in, "n_out": self.n_out, "params": self.params, "train": self.train_cfg.to_dict()}
+
+    def to_onnx(self, path: str | Path, sample: np.ndarray, parity_x: np.ndarray, threads: int = 1) -> ExportedGraph:  # pragma: no cover
+        """Export to a self-contained ONNX file at ``path`` (input ``rsrp_b`` in dBm, preprocessing in the graph)
+        and check it against this model on ``parity_x``. ``sample``: a few real inputs to trace with."""
+        raise NotImplementedError
 
 
 @dataclass
@@ -109,16 +156,16 @@ class TorchBeamModel(BeamModel):
             torch.manual_seed(self.train_cfg.seed)
             cls = _module_class(self.family)
             self.module = cls(self.n_in, self.n_out, **self.params)
-            if self.family == "gru":
+            if self.spec.needs_trajectories:
                 self.history, self.horizon = self.module.history, self.module.horizon
 
     def _xy(self, ds: BeamDataset) -> tuple[np.ndarray, np.ndarray]:
-        if self.family != "gru":
+        if not self.spec.needs_trajectories:
             return ds.rsrp_b, ds.best_a
         from .temporal import make_sequences
 
         if ds.traj_id is None:
-            raise ModelError("family 'gru' needs a trajectory dataset (edgebm data generate --trajectories ...)")
+            raise ModelError(f"family {self.family!r} needs a trajectory dataset (edgebm data generate --trajectories ...)")
         x, y = make_sequences(ds.rsrp_b, ds.best_a, ds.traj_id, ds.t, self.history, self.horizon)
         if len(x) == 0:
             raise ModelError(f"no trajectory is longer than history+horizon = {self.history + self.horizon} samples")
@@ -140,15 +187,16 @@ class TorchBeamModel(BeamModel):
         from ..train import beam_power_soft_labels, distillation_loss, train_classifier
 
         cfg = self.train_cfg
-        if hasattr(self.module, "set_codebooks"):  # codebook-aware families read the gain patterns from the data
+        spec = self.spec
+        if spec.needs_codebooks:  # codebook-aware families read the gain patterns from the data
             self.module.set_codebooks(train.codebooks, train.meta["bs_array"])
         xt, yt = self._xy(train)
         xv, yv = self._xy(val)
-        use_soft = cfg.soft_weight > 0 and self.family != "gru"
+        use_soft = cfg.soft_weight > 0 and not spec.needs_trajectories
         soft_t = beam_power_soft_labels(train.rsrp_a, cfg.soft_temperature) if use_soft else None
         soft_v = beam_power_soft_labels(val.rsrp_a, cfg.soft_temperature) if use_soft else None
         forward = None
-        if self.family == "teacher_pos":
+        if spec.needs_positions:  # position-aided training: the module's auxiliary losses need the UE positions
             from .fusion import normalise_positions
 
             pos_n, _, _ = normalise_positions(train.pos)  # zero-mean, unit-variance regression target per axis
@@ -185,6 +233,29 @@ class TorchBeamModel(BeamModel):
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "params": self.module.config() if hasattr(self.module, "config") else self.params}
+
+    def to_onnx(self, path: str | Path, sample: np.ndarray, parity_x: np.ndarray, threads: int = 1) -> ExportedGraph:
+        """torch.export-based ONNX with outputs ``logits`` and ``features`` (+ any the module adds); see
+        :func:`edgebm.deploy.onnx_export.export_onnx`."""
+        from ..budget import thop_flops
+        from ..deploy.onnx_export import OUTPUT_NAMES, check_parity, export_onnx
+
+        if self.spec.needs_trajectories:
+            raise ModelError(f"family {self.family!r} takes history windows; BM-Case1 bundles need (batch, |B|) inputs")
+        path = export_onnx(self.module, sample, path)
+        head = self.module.head
+        extra = self.module.export_manifest_fields() if hasattr(self.module, "export_manifest_fields") else {}
+        if hasattr(self.module, "forward_aps"):  # codebook-aware: the APS output serves new codebooks (Predictor.set_codebook)
+            from ..deploy.onnx_export import APS_OUTPUT
+
+            extra = {"aps_output": APS_OUTPUT, **extra}
+        return ExportedGraph(
+            path=Path(path), score_output=OUTPUT_NAMES[0], score_kind="logits", outputs=_graph_outputs(Path(path)),
+            model_config=self.config(), parity=check_parity(self.module, path, parity_x, threads).to_dict(),
+            feature_output=OUTPUT_NAMES[1],
+            head=(head.weight.detach().numpy().astype(np.float32).copy(), head.bias.detach().numpy().astype(np.float32).copy()),
+            flops=_onnx_flops(Path(path)), thop_flops=thop_flops(self.module, sample), manifest_fields=dict(extra),
+        )
 
     def save(self, run_dir: str | Path) -> Path:
         import torch
@@ -227,6 +298,17 @@ class SklearnBeamModel(BeamModel):
         """(N, A) logits (softmax = predict_proba). ``x``: Set B RSRP, plus position columns when ``use_position``."""
         return self.est.decision_scores(x)
 
+    def to_onnx(self, path: str | Path, sample: np.ndarray, parity_x: np.ndarray, threads: int = 1) -> ExportedGraph:
+        """skl2onnx graph with one ``scores`` output (see :mod:`edgebm.deploy.sklearn_export`); no on-device head."""
+        from ..deploy.sklearn_export import check_sklearn_parity, export_sklearn
+
+        info = export_sklearn(self.est, path, self.n_in)
+        return ExportedGraph(
+            path=Path(path), score_output=info["score_output"], score_kind=info["score_kind"], outputs=_graph_outputs(Path(path)),
+            model_config=info["model_config"], parity=check_sklearn_parity(self.est, path, parity_x, threads).to_dict(),
+            flops=_onnx_flops(Path(path)),
+        )
+
     def save(self, run_dir: str | Path) -> Path:
         run_dir = Path(run_dir)
         return atomic_write(run_dir / "model.pkl", lambda f: pickle.dump({"config": self.config(), "use_position": self.use_position, "est": self.est}, f))
@@ -235,12 +317,11 @@ class SklearnBeamModel(BeamModel):
 def make_model(family: str, n_in: int, n_out: int, train_cfg: TrainConfig | None = None, **params: Any) -> BeamModel:
     """Build an untrained model of ``family`` for |B| = ``n_in`` -> |A| = ``n_out``."""
     cfg = train_cfg or TrainConfig()
-    if family in NEURAL_FAMILIES:
+    spec = _spec(family)
+    if spec.kind == "torch":
         return TorchBeamModel(family, n_in, n_out, params=params, train_cfg=cfg)
-    if family in CLASSICAL_FAMILIES:
-        use_pos = bool(params.pop("use_position", False))
-        return SklearnBeamModel(family, n_in, n_out, params=params, train_cfg=cfg, use_position=use_pos)
-    raise ModelError(f"unknown model family {family!r} (known: {', '.join(ALL_FAMILIES)})")
+    use_pos = bool(params.pop("use_position", False))
+    return SklearnBeamModel(family, n_in, n_out, params=params, train_cfg=cfg, use_position=use_pos)
 
 
 def load_model(run_dir: str | Path) -> BeamModel:

@@ -190,6 +190,10 @@ class BundleManifest:
     functionality: dict[str, Any] | None = None  # where the bundle applies (edgebm.runtime.functionality)
     bundle_digest: str | None = None
     signature: dict[str, Any] | None = None
+    # the export recipe (export/README.md): the teacher it distilled from, the steps that made the model, the rule that chose it
+    teacher: dict[str, Any] | None = None  # {family, mflops, params, top1_val, top1_test, ...}
+    lineage: list[dict[str, Any]] = field(default_factory=list)  # [{step, name, from, settings, top1_val, mflops, params}]
+    selection: dict[str, Any] | None = None  # {split: "val", rule, tolerance, ...}
     extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not model, kept verbatim
 
     # -- reading ---------------------------------------------------------------------------------
@@ -272,6 +276,13 @@ class BundleManifest:
             if (not isinstance(signature, dict) or signature.get("algorithm") != "ed25519"
                     or not all(isinstance(signature.get(k), str) and signature.get(k) for k in ("key_id", "value"))):
                 raise _fail("signature", "must be an object {algorithm: 'ed25519', key_id, value} (see edgebm sign)")
+        teacher, selection = d.get("teacher"), d.get("selection")
+        for key, v in (("teacher", teacher), ("selection", selection)):
+            if v is not None and not isinstance(v, dict):
+                raise _fail(key, f"must be a JSON object or absent, got {type(v).__name__}")
+        lineage = d.get("lineage", [])
+        if not isinstance(lineage, list) or not all(isinstance(s, dict) and isinstance(s.get("step"), str) for s in lineage):
+            raise _fail("lineage", "must be a list of {step, name, from, settings, top1_val, mflops, params} objects")
         profile = _str(d, "profile")
         if not _PROFILE.match(profile):  # type: ignore[arg-type]
             raise _fail("profile", f"{profile!r} is not a profile name (lower-case letters, digits, '_', '-')")
@@ -304,6 +315,9 @@ class BundleManifest:
             functionality=functionality,
             bundle_digest=digest,
             signature=signature,
+            teacher=teacher,
+            lineage=list(lineage),
+            selection=selection,
             extra={k: v for k, v in d.items() if k not in known},
         )
 
@@ -364,4 +378,4 @@ class BundleManifest:
 
 _MISSING = object()
 _FIELD_NAMES = {f.name for f in fields(BundleManifest)}
-_OPTIONAL_NONE = {"feature_output", "head_file", "tensorrt", "functionality", "bundle_digest", "signature"}
+_OPTIONAL_NONE = {"feature_output", "head_file", "tensorrt", "functionality", "bundle_digest", "signature", "teacher", "selection"}

@@ -4,11 +4,18 @@ Every input a caller hands over is checked before it reaches onnxruntime or the 
 bad one raises :class:`~edgebm.errors.InputError` with one line naming the argument and what is
 allowed: shapes, dtypes (no bools, strings or ragged lists), finite values, RSRP units, ``k``, head
 weights, beam indices and labels. The checks cost a few microseconds (one ``min``/``max`` pass).
+
+The model runs on the backend the manifest names where it is usable here (a TensorRT engine,
+``model.plan``), else on onnxruntime (:mod:`edgebm.runtime.backends`); ``backend`` and
+``backend_reason`` say which ran and why. ``predict`` of one sample takes a fast path: the same
+checks on a 1-D float array without building batch views, one backend call, and softmax + top-k on
+the single score row (measured in ``bench/latency.py`` against the bare ``session.run``).
 """
 
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -16,9 +23,9 @@ import numpy as np
 
 from ..errors import InputError
 from ..numerics import softmax
+from .backends import BACKEND_CHOICES, open_backend
 from .bundle import BundleError, open_bundle
 from .manifest import BundleManifest
-from .session import ort_session
 
 __all__ = ["Predictor", "InputError", "RSRP_RANGE_DBM"]
 
@@ -57,6 +64,8 @@ class Predictor:
     ``trusted_keys`` (PEM paths, PEM bytes or ``Ed25519PublicKey`` objects; needs ``edgebm[sign]``):
     when given, the bundle must be signed by one of them. Files in the folder that the manifest
     does not list are reported in ``extra_files`` (and a :class:`BundleWarning`), never loaded.
+    ``backend``: ``auto`` (the bundle's TensorRT engine where TensorRT and a CUDA GPU are usable,
+    else onnxruntime), ``onnxruntime`` or ``tensorrt`` (refused with the reason when it cannot run).
     """
 
     def __init__(
@@ -65,9 +74,12 @@ class Predictor:
         threads: int | None = None,
         allow_failed: bool = False,
         trusted_keys: Iterable[Any] | None = None,
+        backend: str = "auto",
     ) -> None:
         if threads is not None and (not _is_int(threads) or threads < 1):
             raise InputError(f"threads must be an integer >= 1 or None (the profile's), got {threads!r}")
+        if backend not in BACKEND_CHOICES:
+            raise InputError(f"backend must be one of {', '.join(BACKEND_CHOICES)}, got {backend!r}")
         self.bundle_dir = Path(bundle_dir)
         self.bundle = open_bundle(self.bundle_dir, trusted_keys=trusted_keys)
         self.manifest: BundleManifest = self.bundle.manifest
@@ -84,11 +96,17 @@ class Predictor:
         self.score_output: str = man.score_output
         self.score_kind: str = man.score_kind  # "logits" or "probabilities"
         self.feature_output: str | None = man.feature_output
-        model = self.bundle.read_bytes(man.model_file)  # verified bytes: no swap between hash check and load
-        try:  # the profile's thread count, capped at this host's cores (edgebm.runtime.session)
-            self.session = ort_session(model, threads or man.threads)
-        except Exception as e:  # onnxruntime raises its own exception types
-            raise BundleError(f"{self.bundle_dir}: onnxruntime cannot load the model: {str(e).splitlines()[0]}") from None
+        # the profile's thread count (capped at this host's cores by the backend); verified bytes only:
+        # no swap between the hash check and the load
+        try:
+            self.runner, self.backend_reason = open_backend(man, self.bundle.read_bytes, threads=int(threads or man.threads), prefer=backend)
+        except BundleError as e:
+            raise BundleError(f"{self.bundle_dir}: {e}") from None
+        self.backend: str = self.runner.name  # "onnxruntime" or "tensorrt": what actually runs
+        self.session = getattr(self.runner, "session", None)  # the onnxruntime session when that backend runs
+        self._backend_run = self.runner.run  # run(names, {input: x}); bound once
+        self._score_names = [self.score_output]
+        self._one_shape = (self.n_b,)
         self._check_graph_matches_manifest()
         self._codebook: dict[str, np.ndarray] | None = None
         # last layer as numpy arrays (head.npz): used for inference once adapted on the device
@@ -139,7 +157,7 @@ class Predictor:
         """
         from .codebook_scoring import FEATURE_SCALE, gain_patterns
 
-        names = {o.name for o in self.session.get_outputs()}
+        names = set(self.runner.io_shapes()[1])
         if "aps" not in names:
             raise BundleError(f"{self.bundle_dir}: family {self.manifest.get('family')!r} is not codebook-aware (no 'aps' output); "
                               "only 'angular' bundles can take a new codebook -- re-export or adapt the head instead")
@@ -167,8 +185,7 @@ class Predictor:
         """The model's input/output names and fixed widths are the manifest's (a swapped model is refused here,
         not by a shape error in the middle of an emulator run)."""
         man = self.manifest
-        ins = {i.name: i.shape for i in self.session.get_inputs()}
-        outs = {o.name: o.shape for o in self.session.get_outputs()}
+        ins, outs = self.runner.io_shapes()
         wanted = [n for n in (self.score_output, self.feature_output) if n is not None]
         if self.input_name not in ins or not set(wanted) <= set(outs):
             raise BundleError(f"{self.bundle_dir}: the model's inputs/outputs do not match the manifest "
@@ -238,7 +255,21 @@ class Predictor:
 
     # -- inference ------------------------------------------------------------------------------
     def _run(self, x: np.ndarray, names: list[str]) -> list[np.ndarray]:
-        return self.session.run(names, {self.input_name: x})
+        return self._backend_run(names, {self.input_name: x})
+
+    def _check_one(self, rsrp_b: Any) -> np.ndarray | None:
+        """The checks of :meth:`_check` for the common single-sample call (a 1-D float array of n_b
+        values), done with a few scalar operations; returns the (1, n_b) float32 row, or None when
+        the input is anything else (the general path then checks it)."""
+        if type(rsrp_b) is not np.ndarray or rsrp_b.shape != self._one_shape or rsrp_b.dtype.kind != "f":
+            return None
+        vals = rsrp_b.tolist()  # 16 Python floats: min/max/sum on them beat three numpy reductions
+        if not math.isfinite(sum(vals)):  # any NaN or inf makes the sum non-finite (finite dBm cannot overflow)
+            return None  # the general path names the bad values
+        lo, hi = RSRP_RANGE_DBM
+        if min(vals) < lo or max(vals) > hi:
+            return None
+        return rsrp_b[None] if rsrp_b.dtype == np.float32 and rsrp_b.flags.c_contiguous else np.ascontiguousarray(rsrp_b[None], np.float32)
 
     def _scores(self, x: np.ndarray) -> tuple[np.ndarray, str]:
         if self._numpy_head:
@@ -276,8 +307,35 @@ class Predictor:
         ``rsrp_b``: (n_b,) or (batch, n_b) Set B RSRP in dBm. Returns ``(beams, probs)`` with shapes
         (k,) or (batch, k); beams are int64 Set A indices (see :meth:`beam_direction`).
         """
-        if not _is_int(k) or not 1 <= k <= self.n_a:
+        if (type(k) is not int and not _is_int(k)) or not 1 <= k <= self.n_a:
             raise InputError(f"k must be an integer in [1, {self.n_a}] (beams to return), got {k!r}")
+        x = self._check_one(rsrp_b)
+        if x is not None:  # one sample: one score row, softmax and top-k on it (same arithmetic as the batch path)
+            if self._numpy_head:
+                z, kind = self._scores(x)
+                z = z[0]
+            else:
+                z, kind = self._backend_run(self._score_names, {self.input_name: x})[0][0], self.score_kind
+                if z.shape[0] != self.n_a:
+                    raise BundleError(f"{self.bundle_dir}: model gives {z.shape[0]} scores per row, the manifest says n_beams_a = {self.n_a}")
+            if kind != "logits":
+                p = z.astype(np.float32, copy=False)
+            elif k == 1:  # the best beam's probability alone: exp(z - max) / sum, as numerics.softmax computes it
+                i = int(z.argmax())
+                e = z - z[i]
+                np.exp(e, out=e)
+                return np.array([i]), e[i : i + 1] / e.sum()
+            else:  # q = -probabilities (x / -s is exactly -(x / s)): a stable ascending sort of q is the batch path's order
+                q = z - z.max()
+                np.exp(q, out=q)
+                q /= -q.sum()
+                top = q.argsort(kind="stable")[:k]
+                return top, -q[top]
+            if k == 1:
+                i = int(p.argmax())
+                return np.array([i]), p[i : i + 1]
+            top = np.argsort(-p, kind="stable")[:k]
+            return top, p[top]
         probs = self.predict_proba(rsrp_b)
         p2 = probs.reshape(1, -1) if probs.ndim == 1 else probs
         top = np.argsort(-p2, axis=1, kind="stable")[:, :k]

@@ -1,0 +1,91 @@
+"""The training job behind ``edgebm train``: one family on one dataset into a run folder.
+
+A run folder holds the model (``model.pt`` or ``model.pkl``), ``config.json`` (family, model config, data meta,
+split), ``metrics.json`` (held-out test split) and ``history.json`` (per-epoch losses). The split is
+:data:`edgebm.pipeline.settings.SPLIT` with the given seed, the same one ``export`` and ``evaluate`` use.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..atomic import atomic_write
+from ..data import BeamDataset
+from ..errors import ModelError
+from ..evaluate import dataset_beam_xy
+from ..metrics import summarize, topk_accuracy
+from ..models.estimator import BeamModel, load_model, make_model
+from ..train import TrainConfig
+from .settings import split_dataset
+
+__all__ = ["TrainJobResult", "train_run"]
+
+
+@dataclass
+class TrainJobResult:
+    model: BeamModel
+    metrics: dict[str, Any]  # held-out test split: summarize() rows, or per_slot for trajectory families
+    config: dict[str, Any]
+    out: Path
+
+
+def _test_metrics(model: BeamModel, test: BeamDataset) -> dict[str, Any]:
+    if model.spec.needs_trajectories:
+        from ..models.temporal import make_sequences
+
+        xs, ys = make_sequences(test.rsrp_b, test.best_a, test.traj_id, test.t, model.history, model.horizon)  # type: ignore[attr-defined]
+        seq = model.sequence_scores(xs)  # type: ignore[attr-defined]
+        return {"per_slot": [{"slot": j, "top1": topk_accuracy(seq[:, j], ys[:, j], 1), "top3": topk_accuracy(seq[:, j], ys[:, j], 3)}
+                             for j in range(seq.shape[1])], "n": int(len(xs))}
+    x = model._x(test) if getattr(model, "use_position", False) else test.rsrp_b  # type: ignore[attr-defined]
+    return summarize(model.decision_scores(x), test.rsrp_a, test.noise_dbm, dataset_beam_xy(test))
+
+
+def train_run(
+    ds: BeamDataset,
+    family: str,
+    out: str | Path,
+    cfg: TrainConfig,
+    params: dict[str, Any] | None = None,
+    distil_from: str | Path | None = None,
+    data_path: str | None = None,
+    progress: Callable[[int, int, dict], None] | None = None,
+) -> TrainJobResult:
+    """Train ``family`` on ``ds`` (split with ``cfg.seed``), optionally distilled from the run ``distil_from``,
+    and write the run folder ``out``. :class:`ModelError` for an unknown family, bad parameters or data the
+    family cannot use; nothing is written then."""
+    train, val, test = split_dataset(ds, cfg.seed)
+    try:
+        model = make_model(family, ds.n_b, ds.n_a, cfg, **dict(params or {}))
+    except TypeError as e:
+        raise ModelError(str(e)) from None
+    kw: dict[str, Any] = {}
+    if distil_from:
+        teacher = load_model(distil_from)
+        if (teacher.n_in, teacher.n_out) != (ds.n_b, ds.n_a):
+            raise ModelError(f"teacher {distil_from} is {teacher.n_in}->{teacher.n_out}, data is {ds.n_b}->{ds.n_a}")
+        kw["teacher_logits"] = teacher.decision_scores(train.rsrp_b)
+    t0 = time.perf_counter()
+    model.fit(train, val, progress=progress, **kw)
+    out = Path(out)
+    model.save(out)
+    metrics = _test_metrics(model, test)
+    res = model.result
+    config = {"family": family, "model": model.config(), "data": {"path": data_path, "meta": ds.meta, "n": len(ds),
+              "split": {"train": len(train), "val": len(val), "test": len(test), "seed": cfg.seed}},
+              "distil_from": None if distil_from is None else str(distil_from), "seconds": round(time.perf_counter() - t0, 2)}
+    for name, obj in (("config.json", config), ("metrics.json", metrics), ("history.json", res.history if res else [])):
+        atomic_write(out / name, lambda f, o=obj: f.write((json.dumps(o, indent=2, default=_json_default) + "\n").encode()))
+    return TrainJobResult(model, metrics, config, out)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    return str(o)
