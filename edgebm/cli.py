@@ -664,7 +664,7 @@ _EMULATE_FLAGS = {"n_ues": "--ues", "duration_s": "--duration", "ssb_period_ms":
                   "confidence": "--confidence", "drop_db": "--drop-db", "full_sweep_every": "--full-sweep-every",
                   "max_labels": "--max-labels", "shifts": "--shift", "seed": "--seed", "monitoring.every": "--monitor-every",
                   "monitoring.reference": "--monitor-reference", "monitor.metric": "--monitor-metric", "monitor.arl0": "--monitor-arl0",
-                  "monitor.k": "--k"}
+                  "monitor.k": "--k", "city": "--scenario"}
 
 
 def _emulate_bundles(a: argparse.Namespace) -> list[Path]:
@@ -713,7 +713,7 @@ def cmd_emulate(a: argparse.Namespace) -> int:
         shifts = tuple(parse_shift(s, default_at_s=a.duration / 2) for s in a.shift)
         cfg = EmulatorConfig(n_ues=a.ues, duration_s=a.duration, ssb_period_ms=a.ssb_period, k_refine=a.k, confidence=a.confidence,
                              drop_db=a.drop_db, full_sweep_every=a.full_sweep_every, adapt=not a.no_adapt, shifts=shifts, seed=a.seed,
-                             max_labels=a.max_labels, monitoring=_monitoring_settings(a, len(bundles)))
+                             max_labels=a.max_labels, monitoring=_monitoring_settings(a, len(bundles)), city=a.scenario)
     except ConfigError as e:
         raise ConfigError(_EMULATE_FLAGS.get(e.field, e.field), e.problem, e.fix) from None
     out = Path(a.out) if a.out else Path("runs") / "emulate" / bundles[0].name
@@ -736,13 +736,16 @@ def cmd_emulate(a: argparse.Namespace) -> int:
     with _RichProgress() as prog:
         try:
             res = run_emulator(bundles if len(bundles) > 1 else bundles[0], cfg, progress=prog, trusted_keys=keys)
+        except ConfigError as e:  # a setting the bundle decides on (e.g. --scenario rand-S-K past its cities)
+            raise ConfigError(_EMULATE_FLAGS.get(e.field, e.field), e.problem, e.fix) from None
         except EmulatorError as e:
             raise CliError(str(e)) from None
     k = write_report(res, out)
     con = _console(False)
     from rich.table import Table
 
-    t = Table(title=f"emulator: {k['ues']} UEs x {k['cycles']} cycles of {k['cycle_ms']:g} ms")
+    t = Table(title=f"emulator: {k['ues']} UEs x {k['cycles']} cycles of {k['cycle_ms']:g} ms in {k['config']['city']} "
+                    f"({k['config']['city_source']})")
     for col in ("method", "SE", "SE drop mean", "SE drop p90", "beams/cycle", "effective SE"):
         t.add_column(col, justify="left" if col == "method" else "right")
     for m, v in k["methods"].items():
@@ -942,6 +945,9 @@ def build_parser() -> argparse.ArgumentParser:
     em.add_argument("--monitor-reference", type=_reference_arg, default=None, metavar="activation|validated|P",
                     help="in-control miss rate: calibrated on the first labels (activation, default), the bundle's held-out "
                          "metrics (validated), or a rate P")
+    em.add_argument("--scenario", default=None, metavar="CITY",
+                    help="city the UEs move in: city0..city3 (as in data generate), or rand-<seed>-<k> of a bundle trained on "
+                         "randomised cities (default: the bundle's own city; city0 for a bundle trained on randomised cities)")
     em.add_argument("--ues", type=_int_arg(1), default=16, help="UEs (default 16)")
     em.add_argument("--duration", type=_float_arg(0.0), default=10.0, help="seconds of simulated time (default 10)")
     em.add_argument("--ssb-period", type=_float_arg(0.0), default=None, help="SSB period, ms: 5, 10, 20, 40, 80 or 160 (default: the profile's)")

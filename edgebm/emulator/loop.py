@@ -27,7 +27,8 @@ import numpy as np
 from .. import baselines as B
 from .. import metrics as M
 from ..runtime import HeadAdapter, Predictor
-from ..sim import ScenarioConfig, simulate_trajectories
+from ..sim import RandomScenario, ScenarioConfig, simulate_trajectories
+from ..sim.geometry import is_city_name, parse_random_city
 from .cycle import COMPONENTS, CyclePolicy, UEState, beam_cycle
 from .monitoring import LcmLabels, MonitoringDriver, MonitoringSettings
 
@@ -119,6 +120,7 @@ class EmulatorConfig:
     deadline_ms: float | None = None  # default: the profile's inference_budget_ms
     seed: int = 0
     monitoring: MonitoringSettings | None = None  # life-cycle management (monitor, decisions); None = off
+    city: str | None = None  # city the UEs move in (see scenario_for); None = the bundle's own, else city0
 
     def __post_init__(self) -> None:
         def fail(name: str, problem: str, fix: str = "") -> EmulatorConfigError:
@@ -154,6 +156,8 @@ class EmulatorConfig:
         integer("max_labels", 0)
         number("deadline_ms", 0.0, optional=True)
         integer("seed", 0)
+        if self.city is not None and not is_city_name(self.city):
+            raise fail("city", f"{self.city!r} is not a city", "give city0..city3, or rand-<seed>-<k> for a bundle trained on randomised cities")
         for i, sh in enumerate(self.shifts):
             if not isinstance(sh, Shift):
                 raise fail(f"shifts[{i}]", f"must be a Shift (see parse_shift), got {type(sh).__name__}")
@@ -255,6 +259,32 @@ class _LabelWindow:
         return st
 
 
+class CodebookServer:
+    """A codebook-agnostic bundle (``functionality.codebook_agnostic``, family ``angular``) without life-cycle
+    management serves the Set A codebook the network configures in each phase, as the UE would: a phase whose
+    codebook (sha256 of its weights) differs from the served one goes through ``Predictor.set_codebook``; its
+    head restarts, so the on-device update continues with a new :class:`~edgebm.runtime.HeadAdapter` on it.
+    (Under life-cycle management :meth:`MonitoringDriver.serve_codebook` does the same for every bundle.)"""
+
+    def __init__(self, pred: Predictor, served: str | None, adapter_kw: dict[str, Any] | None) -> None:
+        self.pred, self.served, self.adapter_kw = pred, served, adapter_kw
+        self.changes: list[dict[str, Any]] = []  # one per codebook served: phase, codebook sha256, |A|
+
+    def serve(self, i: int, ph: Phase) -> bool:
+        """Serve phase ``i``'s codebook; True when the bundle took a new one (its head restarted)."""
+        cur = (ph.configuration or {}).get("codebook_a")
+        if ph.cb_a_weights is None or cur is None or cur == self.served:
+            return False
+        bs = (ph.configuration or {}).get("bs_array")
+        self.pred.set_codebook(np.asarray(ph.cb_a_weights), None if bs is None else tuple(bs))
+        self.served = cur
+        self.changes.append({"phase": i, "codebook_a": cur, "set_a": int(self.pred.n_a)})
+        return True
+
+    def new_adapter(self) -> HeadAdapter | None:
+        return None if self.adapter_kw is None else HeadAdapter(self.pred, **self.adapter_kw)
+
+
 def emulate_traces(
     phases: list[Phase],
     infer: Infer,
@@ -269,6 +299,7 @@ def emulate_traces(
     lcm: MonitoringDriver | None = None,
     infers: list[Infer] | None = None,
     adapters: list[Any] | None = None,
+    codebooks: CodebookServer | None = None,
 ) -> EmulatorResult:
     """The UE loop over given RSRP traces (no simulator needed): :func:`beam_cycle` per cycle, labels and head
     updates, then hierarchical and exhaustive search on the same traces through :mod:`edgebm.baselines`.
@@ -280,6 +311,7 @@ def emulate_traces(
     With ``lcm`` (life-cycle management, :mod:`edgebm.emulator.monitoring`) the driver decides which registered
     bundle runs (``infers[i]`` / ``adapters[i]`` per bundle; ``infer`` / ``adapter`` are then unused), whether it or
     legacy hierarchical search serves, when the UEs sweep Set A (monitoring occasions) and when the head adapts.
+    Without it, ``codebooks`` makes a codebook-agnostic bundle serve each phase's configured codebook.
     """
     T = phases[-1].start + len(phases[-1].rsrp_b)
     U = phases[0].rsrp_b.shape[1]
@@ -298,6 +330,8 @@ def emulate_traces(
     stagger = np.arange(U)  # full sweeps of different UEs fall on different cycles
 
     for i, ph in enumerate(phases):
+        if lcm is None and codebooks is not None and codebooks.serve(i, ph):
+            window.adapter = codebooks.new_adapter() if cfg.adapt else None  # the old one trained the replaced head
         if i > 0:
             state.forget()
             window.start(i, ph.rsrp_a.shape[-1])
@@ -392,14 +426,43 @@ def _noisy(seed: int, n_avg: int) -> B.Measure:
     return lambda r, n: B.measure_beams(r, n, rng, n_avg)
 
 
-def _scenario_for(pred: Predictor) -> ScenarioConfig:
+#: where UEs move when neither the bundle (trained on randomised cities) nor ``--scenario`` names a city
+DEFAULT_CITY = "city0"
+
+
+def scenario_for(pred: Predictor, city: str | None = None) -> tuple[ScenarioConfig, str]:
+    """The scenario the UEs move in, and where its city comes from (``kpis.json`` ``config.city_source``).
+
+    ``city`` (``edgebm emulate --scenario``): a named city ``city0`` .. ``city3`` in the bundle's radio settings,
+    or ``rand-<seed>-<k>``: for a bundle trained on randomised cities, that random city as its scenario draws it
+    (BS height, downtilt, scatterers, UE array, carrier; ``k`` below its number of cities). Default: the bundle's own
+    city; a bundle trained on randomised cities has none and runs in :data:`DEFAULT_CITY` with the radio settings
+    it was trained with, at the middle of its SNR range (dB)."""
     scen = pred.manifest.dataset.get("meta", {}).get("scenario")
-    if not isinstance(scen, dict) or "city" not in scen:
+    if not isinstance(scen, dict) or ("city" not in scen and scen.get("kind") != "random"):
         raise EmulatorError(f"{pred.bundle_dir}: bundle was not trained on simulator data; the emulator needs its scenario")
     try:
-        return ScenarioConfig.from_dict(scen)
+        if scen.get("kind") == "random":
+            rs = RandomScenario.from_dict(scen)
+            sk = parse_random_city(city) if city else None
+            if sk is not None:
+                if sk[1] >= rs.cities:
+                    raise EmulatorConfigError("city", f"{city}: the bundle's random scenario has {rs.cities} cities",
+                                              f"give rand-<seed>-<k> with k < {rs.cities}, or city0..city3")
+                return rs.city_config(*sk), "--scenario (a city of the bundle's random scenario)"
+            where = "--scenario" if city else f"default: the bundle was trained on {rs.cities} randomised cities, none of them named"
+            return replace(rs.base, city=city or DEFAULT_CITY, snr_db=float(sum(rs.snr_db) / 2)), where
+        base = ScenarioConfig.from_dict(scen)
+    except EmulatorConfigError:
+        raise
     except (ValueError, TypeError) as e:
         raise EmulatorError(f"{pred.bundle_dir}: the bundle's scenario is not one the simulator can run ({e})") from None
+    if city is None or city == base.city:
+        return base, "the bundle's own city"
+    try:
+        return replace(base, city=city), "--scenario"
+    except (ValueError, TypeError) as e:
+        raise EmulatorConfigError("city", f"{city!r}: {e}", "give city0..city3") from None
 
 
 def _predictor_infer(pred: Predictor, k: int, slowdown: float) -> Infer:
@@ -443,7 +506,7 @@ def run_emulator(
     cycle_ms = float(cfg.ssb_period_ms or cfg.beam_cycle_ms or timing["ssb_period_ms"] or timing["beam_cycle_ms"])
     deadline_ms = float(cfg.deadline_ms if cfg.deadline_ms is not None else timing["inference_budget_ms"])
     n_steps = max(2, int(round(cfg.duration_s * 1e3 / cycle_ms)))
-    base = _scenario_for(pred)
+    base, city_source = scenario_for(pred, cfg.city)
 
     # the same UEs on the same streets; each shift changes the scenario from its cycle on
     ordered = sorted(cfg.shifts, key=lambda s: s.at_s)
@@ -477,11 +540,16 @@ def run_emulator(
             raise EmulatorError(f"{p.bundle_dir}: |Set B| = {p.n_b}, the first bundle's is {pred.n_b}; bundles to switch between must agree")
         for _ in range(20):  # warm the session up so first-call costs do not count as deadline misses
             p.predict(phases[0].rsrp_b[0, 0], k=min(cfg.k_refine, p.n_a))
+    served = None
     if cfg.monitoring is None:
-        adapter = (HeadAdapter(pred, lr=cfg.adapt_lr, steps=cfg.adapt_steps, seed=cfg.seed)
-                   if cfg.adapt and on_device and pred.head is not None and len(phases) > 1 else None)
+        adapter_kw = ({"lr": cfg.adapt_lr, "steps": cfg.adapt_steps, "seed": cfg.seed}
+                      if cfg.adapt and on_device and pred.head is not None and len(phases) > 1 else None)
+        adapter = None if adapter_kw is None else HeadAdapter(pred, **adapter_kw)
+        fn = pred.manifest.functionality or {}
+        if fn.get("codebook_agnostic"):
+            served = CodebookServer(pred, fn.get("codebook_a"), adapter_kw)
         res = emulate_traces(phases, _predictor_infer(pred, cfg.k_refine, slowdown), cfg, cycle_ms=cycle_ms,
-                             deadline_ms=deadline_ms, adapter=adapter, n_avg=base.n_subcarriers, progress=progress)
+                             deadline_ms=deadline_ms, adapter=adapter, n_avg=base.n_subcarriers, progress=progress, codebooks=served)
     else:  # life-cycle management decides when to adapt: every bundle that can gets an adapter
         driver = MonitoringDriver(preds, cfg.monitoring, cfg.n_ues, cfg.k_refine, slowdown)
         adapters = [HeadAdapter(p, lr=cfg.adapt_lr, steps=cfg.adapt_steps, seed=cfg.seed) if cfg.adapt and on_device and p.head is not None
@@ -492,7 +560,8 @@ def run_emulator(
     res.config = {**asdict(cfg), "shifts": [asdict(s) for s in cfg.shifts], "bundle": str(bundles[0]),
                   "bundles": [str(b) for b in bundles], "profile": pred.manifest.profile,
                   "family": pred.manifest.family, "backend": pred.backend, "backend_reason": pred.backend_reason,
-                  "scenario": base.to_dict()}
+                  "scenario": base.to_dict(), "city": base.city, "city_source": city_source,
+                  "codebooks_served": None if served is None else served.changes}
     res.shifts = [{**asdict(s), "cycle": int(st)} for s, st in zip(ordered, starts[1:-1]) if st < n_steps]
     res.seconds = time.perf_counter() - t_start
     return res

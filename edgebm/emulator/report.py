@@ -116,12 +116,16 @@ def compute_kpis(res: EmulatorResult, window: int = 50) -> dict[str, Any]:
 
 def _summary_md(k: dict[str, Any]) -> str:
     c = k["config"]
+    src = c.get("city_source", "the bundle's own city")  # where the city came from (reports before it was recorded: the bundle's)
     lines = [
         f"# Emulator run: {c['family']} bundle for `{c['profile']}`",
         "",
         f"{k['ues']} UEs x {k['cycles']} beam cycles of {k['cycle_ms']:g} ms in {c['scenario']['city']} "
-        f"(seed {c['seed']}); bundle `{c['bundle']}`; inference on {c.get('backend_reason', 'onnxruntime')}; "
+        f"({src}; seed {c['seed']}); bundle `{c['bundle']}`; "
+        f"inference on {c.get('backend_reason', 'onnxruntime')}; "
         f"wall time {k['wall_seconds']} s.",
+        *[f"The codebook-agnostic bundle took phase {ch['phase']}'s Set A codebook ({ch['set_a']} beams, sha256 "
+          f"{ch['codebook_a'][:12]}) through `Predictor.set_codebook`." for ch in c.get("codebooks_served") or []],
         "",
         "## Totals",
         "",
