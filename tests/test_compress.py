@@ -238,6 +238,22 @@ def test_prune_iterative_and_ignored(trained, data):
     assert res.parity["argmax_agreement"] == 1.0
 
 
+def test_prune_caps_the_head_input(trained, data):
+    """max_head_in: only the layers feeding the head are cut to the cap (an on-device head of (31 + 1) x 64 = 2048
+    parameters), the rest at the global ratio; a larger global ratio wins where it cuts deeper."""
+    from edgebm.pipeline.prune_search import head_input_cap
+
+    model, _ = trained  # 16 -> 128 -> 128 -> 64
+    assert head_input_cap(2048, 64) == 31 and head_input_cap(2047, 64) == 30 and head_input_cap(None, 64) is None
+    assert head_input_cap(10, 64) == 1  # no head fits: the gate's trainable_head line says so
+    res = prune_structured(model, data["xt"], 0.0, max_head_in=31)
+    assert res.widths_after == {"body.0": [16, 128], "body.3": [128, 31], "head": [31, 64]}
+    assert res.parity["argmax_agreement"] == 1.0 and any("head input capped at 31" in n for n in res.notes)
+    deep = prune_structured(model, data["xt"], 0.9, max_head_in=31, check_onnx=False)
+    assert deep.widths_after["head"] == [12, 64]  # int(128 x (1 - 0.9)) = 12 kept: the global ratio cuts deeper than the cap
+    assert prune_structured(model, data["xt"], 0.0, max_head_in=200, check_onnx=False).widths_after["head"] == [128, 64]
+
+
 def test_distill_alpha_zero_matches_plain_training(trained, data):
     teacher, _ = trained
     cfg = TrainConfig(epochs=3, seed=5)
