@@ -80,6 +80,18 @@ def test_int8_static_qdq(trained, data, tmp_path):
     logits, feats = _run(res.out_path, data["xv"][:32])
     assert logits.dtype == np.float32 and logits.shape == (32, 64) and feats.shape == (32, HIDDEN[-1])
     assert _io_types(res.out_path) == {onnx.TensorProto.FLOAT}
+    assert _declared_domains(res.out_path) == {""}  # onnxruntime's quantiser declares 8 domains it never uses
+    assert any("unused opset imports removed" in n and "com.microsoft" in n for n in res.notes)
+
+
+def _declared_domains(path) -> set[str]:
+    """Opset domains the graph imports; each must be one some node uses (no unused ones)."""
+    from edgebm.deploy.fixed_shape import used_domains
+
+    m = onnx.load(str(path))
+    declared = {o.domain or "" for o in m.opset_import}
+    assert declared <= used_domains(m) | {""}, declared - used_domains(m)
+    return declared
 
 
 @pytest.mark.parametrize("mode", ["int8_dynamic", "fp16"])
@@ -96,6 +108,7 @@ def test_dynamic_and_fp16(trained, data, tmp_path, mode):
     assert agree > (0.98 if mode == "fp16" else 0.95)
     if mode == "fp16":
         assert "float16" in res.weight_bytes_by_dtype_after
+    assert _declared_domains(res.out_path) == {""}
 
 
 def test_exclusion_up_to_cap(trained, data, tmp_path):
