@@ -219,5 +219,8 @@ def _write(run: RecipeRun, pc: ProfileCandidates, chosen: Candidate, rule: Selec
 
 
 def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Deterministic ``.npz`` (fixed zip timestamps): the same seed gives the same ``head.npz`` / ``codebook.npz`` bytes."""
+    from ..data.npz import write_npz
+
     with open(path, "wb") as f:
-        np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
+        write_npz(f, {k: np.asarray(v) for k, v in arrays.items()})
