@@ -449,7 +449,8 @@ def _candidates_table(cands, title: str):
 def cmd_export(a: argparse.Namespace) -> int:
     from .data import load_dataset
     from .deploy.bundle import bundle_out_dir, sign_bundle
-    from .pipeline import SOFT_WEIGHT, NothingFitsError, TeacherSource, check_families, export_profiles, resolve_profiles
+    from .pipeline import (DEFAULT_SAMPLES, SOFT_WEIGHT, NothingFitsError, TeacherSource, check_families, export_profiles,
+                           resolve_profiles)
     from .train import TrainConfig
 
     profs = resolve_profiles(a.profile)
@@ -486,11 +487,11 @@ def cmd_export(a: argparse.Namespace) -> int:
         n, unit = _units(data)
         _check_split(n, "--data", (2, 2, 2), unit)
     else:
-        _check_split(a.samples, "--samples", (2, 2, 2))
+        _check_split(a.samples or DEFAULT_SAMPLES, "--samples", (2, 2, 2))
     cfg = TrainConfig(seed=a.seed, epochs=a.epochs, soft_weight=SOFT_WEIGHT) if a.epochs else None
     con = _console(False)
     with _RichProgress() as prog:
-        results = export_profiles(profs, data, None, seed=a.seed, n_samples=a.samples, train_cfg=cfg, families=families,
+        results = export_profiles(profs, data, None, seed=a.seed, n_samples=a.samples or DEFAULT_SAMPLES, train_cfg=cfg, families=families,
                                   teacher=teacher, force=a.force, progress=prog, out_dirs=out_dirs)
     code = EXIT_OK
     for name, res in results.items():
@@ -515,6 +516,11 @@ def cmd_export(a: argparse.Namespace) -> int:
             ratio = t["mflops"] / max(res.chosen.mflops or 0.0, 1e-12)
             con.print(f"teacher {t['family']} ({t['source']}): {t['mflops']:.3f} MFLOPs, test top-1 {t['top1_test']:.3f} -> shipped "
                       f"{ratio:.1f}x fewer FLOPs, {100 * (m['top1'] - t['top1_test']):+.2f} pp" + (f"  [{t['note']}]" if t["note"] else ""))
+        nc = res.manifest.get("named_cities") or {}
+        if nc.get("computed"):
+            con.print("named cities (fresh drops, information only): " + "  ".join(
+                f"{c} {v['top1']:.3f}" + (" (seen)" if v["seen_in_training"] else "") for c, v in nc["cities"].items())
+                + f"  mean {nc['mean_top1']:.3f}")
         if "argmax_agreement" in res.parity:
             con.print(f"parity ({res.parity.get('vs', 'source')}, val): top-1 agreement {res.parity['argmax_agreement']:.4f}"
                       + (f", max |diff| {res.parity['max_abs_diff']:.2e}" if "max_abs_diff" in res.parity else ""))
@@ -821,11 +827,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("export", help="run the compression recipe (teacher -> distil -> prune -> quantise -> gate), write export/<profile>/")
     e.add_argument("--profile", required=True, help="profile name or .toml path; several comma-separated, or 'all' (they share the teacher and students)")
-    e.add_argument("--data", default=None, help="BeamDataset .npz or shard folder (default: simulate the embedded default scenario)")
+    e.add_argument("--data", default=None, help="BeamDataset .npz or shard folder (default: simulate the randomised corpus, "
+                                                "1000 random cities, none of city0..city3)")
     e.add_argument("--out", default=None, help="bundle folder for one profile (default export/<profile>); parent folder for several")
     e.add_argument("--teacher", default=None, metavar="RUN", help="teacher run folder (edgebm train), instead of the profiles' [recipe] teacher")
-    e.add_argument("--seed", type=_SEED, default=0)
-    e.add_argument("--samples", type=_int_arg(1), default=20000, help="samples to simulate when --data is not given")
+    e.add_argument("--seed", type=_SEED, default=0, help="split and training seed; without --data the corpus is drawn from seed 2026 + SEED")
+    e.add_argument("--samples", type=_int_arg(1), default=None, help="drops to simulate when --data is not given (default 40000)")
     e.add_argument("--epochs", type=_int_arg(1), default=None, help="training epochs for every neural family (default: per family)")
     e.add_argument("--families", default=None, help="comma-separated subset of the profile's families to try")
     e.add_argument("--force", action="store_true", help="write the most accurate candidate (on validation) even if none passes (manifest says so)")

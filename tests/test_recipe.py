@@ -321,3 +321,49 @@ def test_prune_search_fit_by_bisection_then_halving_then_refine(monkeypatch, tmp
     assert [p["search"] for p in log[0]["points"]] == ["fit", "halving", "halving", "bisection", "bisection"]
     assert [p["tied_with_unpruned"] for p in log[0]["points"]] == [True, True, False, False, True]
     assert len(out) == 5
+
+
+# -- the default export data: the randomised corpus, and the named cities as information ---------------------------
+def test_export_corpus_spec_and_data_scenario(toy_dataset):
+    from edgebm.pipeline.settings import DEFAULT_SAMPLES, data_scenario, export_corpus_spec
+    from edgebm.train.corpus import DEFAULT_EXPORT_CORPUS
+
+    spec = export_corpus_spec()
+    assert (spec.n_samples, spec.seed, spec.cities) == (DEFAULT_SAMPLES, DEFAULT_EXPORT_CORPUS.seed, 1000)
+    assert export_corpus_spec(100, seed=3).seed == DEFAULT_EXPORT_CORPUS.seed + 3  # --seed moves the corpus too
+    assert spec.scenario().cities == 1000  # procedurally drawn cities: never city0..city3 (tests/test_random_scenario.py)
+    assert data_scenario(toy_dataset) == {"kind": "city", "cities": "toy", "seed": 0, "n_samples": len(toy_dataset),
+                                          "source": "unknown"}
+
+
+def test_cli_export_default_data_is_the_random_corpus_with_named_cities(tmp_path, monkeypatch, capsys):
+    """`edgebm export` without --data trains on random cities (here 6 of them, to stay fast) and reports the named
+    cities' fresh drops as information; the manifest records the scenario, its seed and the split seed."""
+    import dataclasses
+
+    from edgebm.pipeline import settings
+    from edgebm.pipeline.settings import NAMED_CITIES
+
+    monkeypatch.setattr(settings, "DEFAULT_EXPORT_CORPUS", dataclasses.replace(settings.DEFAULT_EXPORT_CORPUS, cities=6))
+    monkeypatch.setattr(settings, "NAMED_CITY_SAMPLES", 300)
+    src = Path(load_profile("fwa").source).read_text()
+    prof = tmp_path / "lean_fwa.toml"
+    prof.write_text(src[: src.index("[recipe]")].replace('name = "fwa"', 'name = "lean_fwa"') + "[recipe]\nteacher = \"none\"\nprune = false\n")
+    assert main(["export", "--profile", str(prof), "--samples", "900", "--seed", "1", "--families", "mlp", "--epochs", "2",
+                 "--out", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "named cities (fresh drops, information only): city0" in out
+    man = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert man["dataset"]["scenario"] == {"kind": "random", "cities": 6, "seed": 2027, "n_samples": 900, "source": "simulator"}
+    assert man["dataset"]["split"]["seed"] == 1
+    nc = man["named_cities"]
+    assert nc["computed"] and list(nc["cities"]) == list(NAMED_CITIES) and nc["n_per_city"] == 300
+    assert all(0.0 <= c["top1"] <= c["top3"] <= 1.0 and c["seen_in_training"] is False for c in nc["cities"].values())
+    assert nc["mean_top1"] == pytest.approx(np.mean([c["top1"] for c in nc["cities"].values()]))
+    md = (tmp_path / "b" / "budget.md").read_text()
+    assert "## Named cities (fresh drops; information only, never used to choose)" in md and "| city3 | no |" in md
+
+
+def test_named_cities_skipped_when_the_beams_differ(toy_bundle):
+    nc = toy_bundle.manifest["named_cities"]
+    assert nc["computed"] is False and "codebooks" in nc["why"]
