@@ -219,12 +219,32 @@ def _array_shape_or_cli(text: str, flag: str) -> tuple[int, int]:
         raise CliError(f"{flag}: {e}") from None
 
 
+def _check_dataset_outputs(dataset: str | None, paths: str | None = None, dataset_arg: str = "--out",
+                           paths_arg: str = "--paths-out") -> Callable[[], None]:
+    """Check a command's output files before any work: the dataset ``.npz`` and the path table may be new files
+    or a previous output of the same kind (replaced atomically); any other existing file is refused (edgebm never
+    overwrites files it did not create), and two outputs may not name the same file. Returns the check, to run
+    again just before writing (the files may have appeared during a long simulation)."""
+    from .data.dataset import is_dataset_file
+    from .data.paths import is_path_table_file
+    from .outputs import check_distinct_outputs, check_output_file
+
+    def check() -> None:
+        check_distinct_outputs({dataset_arg: dataset, paths_arg: paths})
+        if dataset is not None:
+            check_output_file(dataset, dataset_arg, is_dataset_file, "dataset")
+        if paths is not None:
+            check_output_file(paths, paths_arg, is_path_table_file, "path table")
+
+    check()
+    return check
+
+
 def cmd_data_generate(a: argparse.Namespace) -> int:
     import numpy as np
 
     from .data import save_dataset
     from .data.simulated import generate_dataset
-    from .outputs import check_output_file
     from .sim import RandomScenario
 
     scn = _scenario_from_args(a)
@@ -252,9 +272,7 @@ def cmd_data_generate(a: argparse.Namespace) -> int:
         raise CliError("--workers: parallel generation needs --shards N (shards are generated independently)")
     if Path(a.out).is_dir():
         raise CliError(f"--out: {a.out} is a folder; pass --shards N to write a shard folder, or give a .npz file name")
-    check_output_file(a.out, "--out")           # before simulating
-    if a.paths_out:
-        check_output_file(a.paths_out, "--paths-out")
+    outputs = _check_dataset_outputs(a.out, a.paths_out)   # before simulating
     with con.status(f"simulating {n_total} UE samples in {where}..."):
         if a.paths_out:
             from .data.paths import save_path_table
@@ -265,10 +283,13 @@ def cmd_data_generate(a: argparse.Namespace) -> int:
             res = (simulate_trajectories(scn, n_ues=traj[0], n_steps=traj[1], dt_s=traj[2], seed=a.seed) if traj
                    else simulate(scn, n_samples=a.samples, seed=a.seed))
             ds = dataset_from_sim(res)
-            save_path_table(a.paths_out, sim_to_path_table(res))
-            con.print(f"wrote path table {a.paths_out}")
+            table = sim_to_path_table(res)
         else:
             ds = generate_dataset(scn, n_samples=a.samples, seed=a.seed, trajectories=traj)
+    outputs()                                   # still safe after the long simulation
+    if a.paths_out:
+        save_path_table(a.paths_out, table)
+        con.print(f"wrote path table {a.paths_out}")
     path = save_dataset(ds, a.out)
     extra = f", {len(np.unique(ds.city_id))} cities" if is_random else ""
     con.print(f"wrote {path}: {len(ds)} samples, Set B {ds.n_b} -> Set A {ds.n_a}, LOS {ds.los.mean():.0%}{extra}")
@@ -276,11 +297,12 @@ def cmd_data_generate(a: argparse.Namespace) -> int:
 
 
 def _generate_shards(a: argparse.Namespace, scn: Any, traj: Any, con: Any, where: str, n_total: int) -> int:
-    from .data.shards import ShardSpec, read_index, write_shards
+    from .data.shards import ShardSpec, check_shards_out, read_index, write_shards
     from .errors import ConfigError
 
     if a.paths_out:
         raise CliError("--paths-out: not available with --shards (write a single file to export paths)")
+    check_shards_out(a.out, "--out")            # before the progress bar and any simulation
     try:
         spec = ShardSpec(scn, a.samples, a.seed, a.shards, trajectories=traj)
     except ConfigError as e:
@@ -305,7 +327,7 @@ def cmd_data_from_paths(a: argparse.Namespace) -> int:
     from .data import save_dataset
     from .data.paths import dataset_from_path_table, load_path_table
     from .errors import ConfigError
-    from .outputs import check_output_file
+    from .outputs import check_distinct_outputs
     from .sim import ScenarioConfig
 
     try:    # the radio options first (cheap), with the flag's name in the message
@@ -315,7 +337,8 @@ def cmd_data_from_paths(a: argparse.Namespace) -> int:
         if e.field.endswith("downtilt_deg"):
             raise CliError(f"--downtilt: {e.problem}; {e.fix}") from None
         raise _radio_error(e) from None
-    check_output_file(a.out, "--out")
+    check_distinct_outputs({"PATHS (the input path table)": a.paths, "--out": a.out})   # the input table is not an output
+    outputs = _check_dataset_outputs(a.out)
     table = load_path_table(a.paths)
     try:
         ds, info = dataset_from_path_table(
@@ -326,6 +349,7 @@ def cmd_data_from_paths(a: argparse.Namespace) -> int:
         if type(e).__name__ == "DatasetError":
             raise
         raise CliError(f"{a.paths}: {e}") from None
+    outputs()
     path = save_dataset(ds, a.out)
     _console().print(f"wrote {path}: {len(ds)} UEs ({info.get('n_dropped', 0)} without any path dropped), "
                      f"Set B {ds.n_b} -> Set A {ds.n_a}, LOS {ds.los.mean():.0%}")
@@ -345,15 +369,14 @@ def cmd_data_raytrace(a: argparse.Namespace) -> int:
             raise ValueError
     except ValueError:
         raise CliError("--tx expects X,Y,Z (m) and --grid 'X0,X1,NX;Y0,Y1,NY;Z' (m)") from None
-    from .outputs import check_output_file
-
-    check_output_file(a.out, "--out")           # before ray tracing
+    outputs = _check_dataset_outputs(None, a.out, paths_arg="--out")   # before ray tracing
     info: dict = {}
     try:
         with _console().status(f"ray tracing {a.scene} at {a.carrier / 1e9:g} GHz, depth {a.max_depth}..."):
             table = raytrace_scene(a.scene, tx=tx, grid=grid, carrier_hz=a.carrier, max_depth=a.max_depth, seed=a.seed, info=info)
     except RaytraceUnavailable as e:
         raise CliError(str(e)) from None
+    outputs()
     save_path_table(a.out, table)
     _console().print(f"wrote {a.out}: {len(table['rx_pos'])} receivers with paths ({info.get('n_dropped', 0)} without any path dropped)")
     return EXIT_OK

@@ -48,7 +48,7 @@ from ..sim import RandomScenario, ScenarioConfig
 from .dataset import BeamDataset, load_dataset_file, save_dataset
 
 __all__ = ["ShardSpec", "generate_shard", "write_shards", "load_shard_folder", "open_dataset", "ShardedDataset",
-           "read_index", "shard_name", "recover_folder", "SHARD_FORMAT", "INDEX_NAME", "SHARD_DOMAIN"]
+           "read_index", "shard_name", "recover_folder", "check_shards_out", "SHARD_FORMAT", "INDEX_NAME", "SHARD_DOMAIN"]
 
 SHARD_FORMAT = "edgebm.shards/1"
 INDEX_NAME = "index.json"
@@ -189,6 +189,12 @@ def _is_shard_folder(path: Path) -> bool:
         return False
 
 
+def check_shards_out(out: str | Path, arg: str = "--out") -> Path:
+    """Cheap check before any simulation: ``out`` is new, empty or an edgebm shard folder, its folder writable
+    (:func:`edgebm.outputs.check_output_folder`); :class:`~edgebm.errors.ConfigError` naming ``arg`` otherwise."""
+    return check_output_folder(out, arg, _is_shard_folder, "shard folder")
+
+
 def recover_folder(out: str | Path) -> None:
     """Finish an interrupted replacement of the shard folder ``out`` (the complete previous version is renamed
     back when ``out`` is missing) and remove temp siblings of dead writers (:func:`edgebm.atomic.clean_stale_siblings`)."""
@@ -206,7 +212,7 @@ def write_shards(spec: ShardSpec, out: str | Path, map_fn: Callable[[Callable[[i
     (checked before any simulation, and again before the swap) and is left untouched.
     """
     out = Path(out)
-    check_output_folder(out, arg, _is_shard_folder, "shard folder")
+    check_shards_out(out, arg)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_dir_beside(out)
     old: Path | None = None
@@ -218,7 +224,7 @@ def write_shards(spec: ShardSpec, out: str | Path, map_fn: Callable[[Callable[[i
                 progress(done, spec.shards)
         index = _index_for(spec, tmp, paths)
         atomic_write(tmp / INDEX_NAME, lambda f: f.write((json.dumps(index, indent=1, sort_keys=True) + "\n").encode()))
-        check_output_folder(out, arg, _is_shard_folder, "shard folder")   # still safe after the long generation
+        check_shards_out(out, arg)   # still safe after the long generation
         if out.is_dir() and not any(out.iterdir()):
             out.rmdir()
         if out.exists():
@@ -237,24 +243,19 @@ def write_shards(spec: ShardSpec, out: str | Path, map_fn: Callable[[Callable[[i
 
 
 def _index_for(spec: ShardSpec, folder: Path, paths: Sequence[Path]) -> dict[str, Any]:
-    from .npz import npz_headers
-    import zipfile
+    from .dataset import read_dataset_header
 
     records, meta, dims = [], None, None
     for j, p in enumerate(paths):
         if p.name != shard_name(j) or p.parent.resolve() != folder.resolve():
             raise DatasetError(f"{p}: shard {j} was written as {p}, expected {folder / shard_name(j)}")
-        with zipfile.ZipFile(p) as zf:
-            h = npz_headers(zf, str(p))
+        h, shard_meta = read_dataset_header(p)
         rows, d = h["rsrp_b"].shape[0], (h["rsrp_b"].shape[1], h["rsrp_a"].shape[1])
         if dims is not None and d != dims:
             raise DatasetError(f"{p}: shard {j} is {d[0]}->{d[1]} beams, shard 0 is {dims[0]}->{dims[1]}")
         dims = d
         if meta is None:
-            from .dataset import parse_meta
-
-            with zipfile.ZipFile(p) as zf, zf.open("meta_json.npy") as f:
-                meta = parse_meta(np.lib.format.read_array(f, allow_pickle=False), str(p))
+            meta = shard_meta
             meta.pop("shard", None)
             meta.pop("schema_version", None)
         records.append({"file": p.name, "samples": int(rows), "sha256": _sha256(p)})

@@ -1,0 +1,144 @@
+"""Commands that write a user-named file or folder never destroy something edgebm did not create.
+
+Every output argument (``data generate --out / --paths-out``, ``data from-paths --out``, ``data raytrace --out``,
+``train --out``, ``emulate --out``, ``keygen --out``, ``export --out``) accepts a new name or a previous output of
+the same kind (replaced atomically) and refuses anything else with one line and exit 2, the file untouched.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgebm.cli import main
+from edgebm.data import load_dataset, save_dataset
+from edgebm.data.dataset import is_dataset_file
+from edgebm.data.paths import WRITER, is_path_table_file, load_path_table, save_path_table
+from edgebm.sim import ScenarioConfig, simulate
+from edgebm.sim.pathtable import sim_to_path_table
+from tests.conftest import make_toy_dataset
+
+GEN = "data generate --samples 30"
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    """A user's plain file, a user folder, an edgebm dataset, an edgebm path table, a path table from the
+    user's own tools (np.savez, no writer mark), a symlink to the user's file."""
+    d = tmp_path_factory.mktemp("outs")
+    f = {"afile": d / "notes.txt", "userdir": d / "userdir", "ds": d / "ds.npz", "table": d / "table.npz",
+         "foreign_table": d / "deepmimo.npz", "link": d / "link.npz", "userpub": d / "k.pub.pem", "key": d / "k.pem"}
+    f["afile"].write_text("my notes\n")
+    (f["userdir"] / "sub").mkdir(parents=True)
+    (f["userdir"] / "sub" / "thesis.tex").write_text("\\documentclass{article}\n")
+    save_dataset(make_toy_dataset(40, seed=1), f["ds"])
+    table = sim_to_path_table(simulate(ScenarioConfig(), 20, seed=0))
+    save_path_table(f["table"], table)
+    np.savez(f["foreign_table"], **{k: v for k, v in table.items()})
+    f["link"].symlink_to(f["afile"])
+    f["userpub"].write_text("the user's own public key\n")
+    return f
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else b"<dir>") for p in sorted(root.rglob("*"))}
+
+
+# (case id, argv with {placeholders} from `files`, fragment of the one stderr line)
+REFUSED = [
+    ("generate_out_user_file", f"{GEN} --out {{afile}}", "--out: {afile} already exists and is not an edgebm dataset"),
+    ("generate_out_path_table", f"{GEN} --out {{table}}", "is not an edgebm dataset"),
+    ("generate_out_symlink", f"{GEN} --out {{link}}", "--out: {link} is a symbolic link"),
+    ("generate_out_folder", f"{GEN} --out {{userdir}}", "--out: {userdir} is a folder"),
+    ("generate_paths_out_user_file", f"{GEN} --out new.npz --paths-out {{afile}}", "--paths-out: {afile} already exists and is not an edgebm path table"),
+    ("generate_paths_out_dataset", f"{GEN} --out new.npz --paths-out {{ds}}", "is not an edgebm path table"),
+    ("generate_paths_out_unmarked_table", f"{GEN} --out new.npz --paths-out {{foreign_table}}", "is not an edgebm path table"),
+    ("generate_out_equals_paths_out", f"{GEN} --out same.npz --paths-out same.npz", "--paths-out: same.npz is also --out"),
+    ("generate_shards_out_user_file", f"{GEN} --shards 2 --out {{afile}}", "is an existing file, not an edgebm shard folder"),
+    ("generate_shards_out_dataset_file", f"{GEN} --shards 2 --out {{ds}}", "is an existing file, not an edgebm shard folder"),
+    ("generate_shards_out_user_folder", f"{GEN} --shards 2 --out {{userdir}}", "not an edgebm shard folder (sub/, sub/thesis.tex)"),
+    ("from_paths_out_user_file", "data from-paths {table} --out {afile}", "--out: {afile} already exists and is not an edgebm dataset"),
+    ("from_paths_out_is_input", "data from-paths {table} --out {table}", "--out: {table} is also PATHS (the input path table)"),
+    ("from_paths_out_unmarked_table", "data from-paths {table} --out {foreign_table}", "is not an edgebm dataset"),
+    ("raytrace_out_user_file", "data raytrace --out {afile}", "--out: {afile} already exists and is not an edgebm path table"),
+    ("raytrace_out_dataset", "data raytrace --out {ds}", "is not an edgebm path table"),
+    ("raytrace_out_unmarked_table", "data raytrace --out {foreign_table}", "is not an edgebm path table"),
+    ("train_out_user_file", "train --data {ds} --model mlp --out {afile}", "is an existing file, not an edgebm run folder"),
+    ("train_out_dataset_file", "train --data {ds} --model mlp --out {ds}", "is an existing file, not an edgebm run folder"),
+    ("keygen_out_user_file", "keygen --out {afile}", "--out: {afile} already exists"),
+    ("keygen_pub_is_user_file", "keygen --out {key}", "--out: {userpub} already exists"),
+    ("export_out_dataset_file", "export --profile smartphone --data {ds} --out {ds}", "is an existing file, not an edgebm bundle folder"),
+]
+
+
+@pytest.mark.parametrize("case,argv,fragment", REFUSED, ids=[c[0] for c in REFUSED])
+def test_output_that_is_not_ours_refused_untouched(case, argv, fragment, files, tmp_path, monkeypatch, capsys):
+    if "keygen" in argv:
+        pytest.importorskip("cryptography", reason="keygen needs edgebm[sign]")
+    monkeypatch.chdir(tmp_path)
+    root = files["afile"].parent
+    before = _tree(root)
+    rc = main([a.format(**files) for a in argv.split()])
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert rc == 2, err
+    assert len(lines) == 1 and lines[0].startswith("edgebm: error: ") and "Traceback" not in err, err
+    assert fragment.format(**files) in lines[0]
+    assert _tree(root) == before                       # nothing written, replaced or removed
+    assert list(tmp_path.iterdir()) == []              # and nothing new next to the command either
+
+
+def test_our_own_outputs_are_replaced(files, tmp_path, monkeypatch, capsys):
+    """A previous dataset / marked path table is an output edgebm may replace (atomically, no temp left)."""
+    monkeypatch.chdir(tmp_path)
+    save_dataset(make_toy_dataset(40, seed=1), "d.npz")
+    save_path_table("p.npz", load_path_table(files["table"]))
+    assert main(["data", "generate", "--samples", "30", "--out", "d.npz", "--paths-out", "p.npz"]) == 0
+    assert len(load_dataset("d.npz")) == 30 and load_dataset("d.npz").meta["generator"] != "tests.toy"
+    assert len(load_path_table("p.npz")["rx_pos"]) == 30 and str(load_path_table("p.npz")["writer"]) == WRITER
+    assert main(["data", "from-paths", "p.npz", "--out", "d.npz"]) == 0
+    assert load_dataset("d.npz").meta["generator"] == "edgebm.data.paths/1"
+    assert sorted(os.listdir(tmp_path)) == ["d.npz", "p.npz"]
+    capsys.readouterr()
+
+
+def test_output_appearing_during_the_simulation_is_not_overwritten(tmp_path, monkeypatch, capsys):
+    """The check runs again just before writing: a file created meanwhile (by the user) survives."""
+    import edgebm.data.simulated as simulated
+
+    monkeypatch.chdir(tmp_path)
+    real = simulated.generate_dataset
+
+    def slow(*args, **kw):
+        Path("late.npz").write_text("written by someone else meanwhile\n")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(simulated, "generate_dataset", slow)
+    assert main(["data", "generate", "--samples", "30", "--out", "late.npz"]) == 2
+    assert "late.npz already exists and is not an edgebm dataset" in capsys.readouterr().err
+    assert Path("late.npz").read_text() == "written by someone else meanwhile\n"
+
+
+def test_ownership_tests_read_headers_only(files, tmp_path):
+    assert is_dataset_file(files["ds"]) and not is_dataset_file(files["table"]) and not is_dataset_file(files["afile"])
+    assert is_path_table_file(files["table"]) and not is_path_table_file(files["foreign_table"])
+    assert not is_path_table_file(files["ds"]) and not is_path_table_file(tmp_path / "missing.npz")
+    # a file whose header claims 1e12 rows is judged without inflating anything (and is not ours)
+    big = tmp_path / "big.npz"
+    import zipfile
+
+    with zipfile.ZipFile(big, "w") as zf, zf.open("rsrp_b.npy", "w") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (10**12, 16)})
+    assert not is_dataset_file(big) and not is_path_table_file(big)
+
+
+def test_stale_temp_sibling_of_a_killed_writer_cleaned(files, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    stale = tmp_path / ".d.npz.tmp-999999-abcd"       # pid 999999: not alive
+    stale.write_bytes(b"half a dataset")
+    assert main(["data", "generate", "--samples", "30", "--out", "d.npz"]) == 0
+    assert sorted(os.listdir(tmp_path)) == ["d.npz"]
+    capsys.readouterr()
