@@ -70,13 +70,6 @@ def _float_arg(lo: float, hi: float = math.inf, lo_open: bool = True) -> Callabl
 
 
 _SEED = _int_arg(0, 2**32 - 1)
-#: files `edgebm train` writes into a run folder (an existing folder holding only these may be rewritten)
-RUN_FILES = frozenset({"model.pt", "model.pkl", "config.json", "metrics.json", "history.json"})
-
-
-def _is_run_folder(path: Path) -> bool:
-    names = {p.name for p in path.iterdir()}
-    return "config.json" in names and names <= RUN_FILES and all(p.is_file() for p in path.iterdir())
 
 
 def _is_report_folder(path: Path) -> bool:
@@ -601,13 +594,12 @@ def cmd_train(a: argparse.Namespace) -> int:
     from .data import load_dataset
     from .models.estimator import ALL_FAMILIES, ModelError
     from .pipeline import train_run
+    from .pipeline.train_job import check_run_out
     from .train import TrainConfig
-
-    from .outputs import check_output_folder
 
     if a.model not in ALL_FAMILIES:
         raise CliError(f"--model {a.model!r}: unknown family (known: {', '.join(ALL_FAMILIES)})")
-    check_output_folder(a.out, "--out", _is_run_folder, "run folder")  # before loading data or training
+    check_run_out(a.out, "--out")  # before loading data or training
     ds = load_dataset(a.data)
     n, unit = _units(ds)
     _check_split(n, "--data", (2, 1, 1), unit)
@@ -619,7 +611,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     params = _parse_params(a.param)
     with _RichProgress() as prog:
         try:
-            res = train_run(ds, a.model, a.out, cfg, params, distil_from=a.distil_from, data_path=str(a.data),
+            res = train_run(ds, a.model, a.out, cfg, params, distil_from=a.distil_from, data_path=str(a.data), arg="--out",
                             progress=lambda e, n, row: prog("train", e, n, f"val top-1 {row.get('val_top1', float('nan')):.3f}"))
         except ModelError as e:
             where = "--distil-from" if a.distil_from and "teacher" in str(e) else f"--model {a.model}"

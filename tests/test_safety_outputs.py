@@ -142,3 +142,30 @@ def test_stale_temp_sibling_of_a_killed_writer_cleaned(files, tmp_path, monkeypa
     assert main(["data", "generate", "--samples", "30", "--out", "d.npz"]) == 0
     assert sorted(os.listdir(tmp_path)) == ["d.npz"]
     capsys.readouterr()
+
+
+def test_run_folder_replaced_whole_no_stale_model(files, tmp_path, monkeypatch, capsys):
+    """Training another family into a previous run folder replaces the folder: the old model file does not
+    survive next to the new one (it used to: model.pt of an mlp next to the new sgd's model.pkl, and
+    load_model / evaluate then read the stale mlp)."""
+    from edgebm.models.estimator import load_model
+
+    monkeypatch.chdir(tmp_path)
+    base = ["train", "--data", str(files["ds"]), "--epochs", "1", "--out", "run"]
+    assert main(base + ["--model", "mlp"]) == 0
+    assert sorted(os.listdir("run")) == ["config.json", "history.json", "metrics.json", "model.pt"]
+    assert main(base + ["--model", "sgd"]) == 0
+    assert sorted(os.listdir("run")) == ["config.json", "history.json", "metrics.json", "model.pkl"]
+    assert load_model("run").family == "sgd" and sorted(os.listdir(tmp_path)) == ["run"]
+    # a failure after training (here: writing the model) leaves the previous run folder as it was
+    before = _tree(tmp_path / "run")
+    import edgebm.models.estimator as est
+
+    def broken_save(self, run_dir):
+        (Path(run_dir) / "model.pt").write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(est.TorchBeamModel, "save", broken_save)
+    assert main(base + ["--model", "mlp"]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert _tree(tmp_path / "run") == before and sorted(os.listdir(tmp_path)) == ["run"]

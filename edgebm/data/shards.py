@@ -30,10 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import secrets
-import shutil
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -41,7 +38,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ..atomic import OLD_TAG, atomic_write, clean_stale_siblings, fsync_dir, temp_dir_beside
+from ..atomic import atomic_folder, atomic_write, clean_stale_siblings
 from ..errors import ConfigError, DatasetError
 from ..outputs import check_output_folder
 from ..sim import RandomScenario, ScenarioConfig
@@ -213,10 +210,7 @@ def write_shards(spec: ShardSpec, out: str | Path, map_fn: Callable[[Callable[[i
     """
     out = Path(out)
     check_shards_out(out, arg)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_dir_beside(out)
-    old: Path | None = None
-    try:
+    with atomic_folder(out, before_swap=lambda: check_shards_out(out, arg)) as tmp:   # re-checked after the long run
         paths = []
         for done, p in enumerate(map_fn(partial(generate_shard, spec, out_dir=tmp), range(spec.shards)), 1):
             paths.append(Path(p))
@@ -224,21 +218,6 @@ def write_shards(spec: ShardSpec, out: str | Path, map_fn: Callable[[Callable[[i
                 progress(done, spec.shards)
         index = _index_for(spec, tmp, paths)
         atomic_write(tmp / INDEX_NAME, lambda f: f.write((json.dumps(index, indent=1, sort_keys=True) + "\n").encode()))
-        check_shards_out(out, arg)   # still safe after the long generation
-        if out.is_dir() and not any(out.iterdir()):
-            out.rmdir()
-        if out.exists():
-            old = out.with_name(f".{out.name}.{OLD_TAG}-{os.getpid()}-{secrets.token_hex(4)}")
-            out.rename(old)
-        tmp.rename(out)      # between the two renames: out missing, the old and the complete new folder on disk
-        fsync_dir(out.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and old.exists() and not out.exists():
-            old.rename(out)  # put the previous version back
-        raise
     return out
 
 
