@@ -574,6 +574,20 @@ def cmd_check(a: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- train / evaluate
+def _trusted_keys(paths: Sequence[str]) -> list[Any] | None:
+    """The ``--trusted-key`` public keys (None when none is given); a missing or bad key file is one line, exit 2."""
+    if not paths:
+        return None
+    from .runtime.signing import load_public_key
+
+    return [load_public_key(k, arg="--trusted-key") for k in paths]
+
+
+def _add_trusted_key(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trusted-key", action="append", default=[], metavar="KEY.pub.pem",
+                   help="refuse the bundle unless it is signed by this ed25519 public key (repeatable; extra: edgebm[sign])")
+
+
 def _parse_params(items: list[str]) -> dict[str, Any]:
     """``--param key=value`` pairs; values parsed as JSON when they are JSON (numbers, lists), else strings."""
     out: dict[str, Any] = {}
@@ -638,9 +652,19 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     src = Path(a.source)
     if not src.exists():
         raise CliError(f"{src}: no such run or bundle folder")
+    keys = _trusted_keys(a.trusted_key)
+    if keys:  # cheap: refuse an unsigned, untrusted or tampered bundle before loading any data
+        if not (src / "manifest.json").is_file():
+            raise ConfigError("--trusted-key", f"{src} is a run folder (edgebm train), not a bundle",
+                              "signatures cover bundles (edgebm export); drop --trusted-key to evaluate a run folder you made")
+        from .runtime import read_manifest
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # extra files: reported once when the Predictor opens the bundle
+            read_manifest(src, trusted_keys=keys)
     ds, split = choose_split(load_dataset(a.data), src, a.split, a.seed)
     try:
-        label, scores = scores_from(src, ds)
+        label, scores = scores_from(src, ds, trusted_keys=keys)
     except ModelError as e:
         raise CliError(str(e)) from None
     if scores.shape != (len(ds), ds.n_a):
@@ -681,11 +705,7 @@ def cmd_emulate(a: argparse.Namespace) -> int:
         raise ConfigError(_EMULATE_FLAGS.get(e.field, e.field), e.problem, e.fix) from None
     out = Path(a.out) if a.out else Path("runs") / "emulate" / Path(a.bundle).name
     check_output_folder(out, "--out", _is_report_folder, "emulator report")
-    keys = None
-    if a.trusted_key:
-        from .runtime.signing import load_public_key
-
-        keys = [load_public_key(k, arg="--trusted-key") for k in a.trusted_key]
+    keys = _trusted_keys(a.trusted_key)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the Predictor in run_emulator reports unlisted files once
         man = read_manifest(a.bundle, trusted_keys=keys)  # cheap: refuse a bad bundle before simulating anything
@@ -738,9 +758,8 @@ def cmd_sign(a: argparse.Namespace) -> int:
 
 def cmd_verify(a: argparse.Namespace) -> int:
     from .runtime import Predictor
-    from .runtime.signing import load_public_key
 
-    keys = [load_public_key(k, arg="--trusted-key") for k in a.trusted_key] or None
+    keys = _trusted_keys(a.trusted_key)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # extra files are listed below
         # everything the runtime would check: manifest, digest, signature, hashes, model, head, codebook
@@ -874,6 +893,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "test: the test split with --seed; all: every row")
     ev.add_argument("--seed", type=_SEED, default=0, help="seed of the baselines' measurement noise (and the split seed for --split test)")
     ev.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_trusted_key(ev)
     ev.set_defaults(func=cmd_evaluate)
 
     em = sub.add_parser("emulate", help="run a bundle in the UE emulator over simulated trajectories")
@@ -891,8 +911,7 @@ def build_parser() -> argparse.ArgumentParser:
     em.add_argument("--no-adapt", action="store_true", help="disable the on-device head update")
     em.add_argument("--seed", type=_SEED, default=0)
     em.add_argument("--out", default=None, help="report folder (default runs/emulate/<bundle>)")
-    em.add_argument("--trusted-key", action="append", default=[], metavar="KEY.pub.pem",
-                    help="refuse the bundle unless it is signed by this ed25519 public key (repeatable; extra: edgebm[sign])")
+    _add_trusted_key(em)
     em.set_defaults(func=cmd_emulate)
 
     c = sub.add_parser("check", help="run the budget gate on any ONNX file")
@@ -910,7 +929,7 @@ def build_parser() -> argparse.ArgumentParser:
     sg.set_defaults(func=cmd_sign)
     vf = sub.add_parser("verify", help="check a bundle's manifest, digest, file hashes and (with --trusted-key) signature")
     vf.add_argument("bundle", help="bundle folder")
-    vf.add_argument("--trusted-key", action="append", default=[], metavar="KEY.pub.pem", help="public key the bundle must be signed by (repeatable)")
+    _add_trusted_key(vf)
     vf.set_defaults(func=cmd_verify)
     return p
 

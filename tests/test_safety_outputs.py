@@ -169,3 +169,67 @@ def test_run_folder_replaced_whole_no_stale_model(files, tmp_path, monkeypatch, 
     assert main(base + ["--model", "mlp"]) == 2
     assert "No space left on device" in capsys.readouterr().err
     assert _tree(tmp_path / "run") == before and sorted(os.listdir(tmp_path)) == ["run"]
+
+
+# ---------------------------------------------------------------------------------------------- evaluate --trusted-key
+@pytest.fixture
+def signed(toy_bundle, tmp_path):
+    """A copy of the session bundle signed by `vendor`, a second key pair `other`, a run folder, the toy data."""
+    pytest.importorskip("cryptography", reason="signing needs edgebm[sign]")
+    import shutil
+
+    from edgebm.runtime import sign_bundle
+    from edgebm.runtime.signing import generate_keypair
+
+    d = {"bundle": tmp_path / "b", "unsigned": tmp_path / "u", "run": tmp_path / "run", "data": tmp_path / "d.npz"}
+    shutil.copytree(toy_bundle.bundle_dir, d["bundle"])
+    shutil.copytree(toy_bundle.bundle_dir, d["unsigned"])
+    d["priv"], d["pub"] = generate_keypair(tmp_path / "vendor.pem")
+    d["other_pub"] = generate_keypair(tmp_path / "other.pem")[1]
+    sign_bundle(d["bundle"], d["priv"])
+    d["run"].mkdir()
+    (d["run"] / "config.json").write_text("{}")
+    save_dataset(make_toy_dataset(200, seed=3), d["data"])
+    return d
+
+
+def _evaluate(signed, source: str, *keys: str, data: str | None = None) -> list[str]:
+    argv = ["evaluate", str(signed[source]), "--data", data or str(signed["data"]), "--json"]
+    for k in keys:
+        argv += ["--trusted-key", str(signed[k]) if k in signed else k]
+    return argv
+
+
+def test_evaluate_trusted_key_accepts_the_signer(signed, capsys):
+    import json
+
+    assert main(_evaluate(signed, "bundle", "other_pub", "pub")) == 0      # any of the keys (repeatable)
+    out = json.loads(capsys.readouterr().out)
+    assert out["n"] == 200 and any(r["method"] == "mlp (bundle)" for r in out["rows"])
+    assert main(_evaluate(signed, "unsigned")) == 0                         # no keys: as before
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("source,keys,fragment", [
+    ("unsigned", ("pub",), "bundle is not signed but trusted keys were given"),
+    ("bundle", ("other_pub",), "not among the trusted keys"),
+    ("bundle", ("nokey.pub.pem",), "--trusted-key: nokey.pub.pem: no such key file"),
+    ("run", ("pub",), "--trusted-key: {run} is a run folder (edgebm train), not a bundle"),
+    ("tampered", ("pub",), "does not match the bundle"),
+])
+def test_evaluate_trusted_key_refuses_before_reading_data(source, keys, fragment, signed, capsys):
+    if source == "tampered":   # metrics edited, sha256 and digest fixed as an attacker without the key would
+        import json
+
+        from edgebm.runtime import manifest_digest
+
+        m = json.loads((signed["bundle"] / "manifest.json").read_text())
+        m["metrics_heldout"]["top1"] = 0.999
+        m["bundle_digest"] = manifest_digest(m)
+        (signed["bundle"] / "manifest.json").write_text(json.dumps(m))
+        source = "bundle"
+    # --data does not exist: the bundle and the keys are judged first, so the message is about them
+    rc = main(_evaluate(signed, source, *keys, data="missing.npz"))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("edgebm: error: ")
+    assert fragment.format(**signed) in err[0]
