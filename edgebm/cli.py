@@ -608,12 +608,13 @@ def cmd_train(a: argparse.Namespace) -> int:
     from .data import load_dataset
     from .models.estimator import ALL_FAMILIES, ModelError
     from .pipeline import train_run
-    from .pipeline.train_job import check_run_out
+    from .pipeline.train_job import check_run_out, check_train_memory
     from .train import TrainConfig
 
     if a.model not in ALL_FAMILIES:
         raise CliError(f"--model {a.model!r}: unknown family (known: {', '.join(ALL_FAMILIES)})")
     check_run_out(a.out, "--out")  # before loading data or training
+    check_train_memory(a.data, a.model, distil=bool(a.distil_from), arg="--data")  # from the headers, before loading
     ds = load_dataset(a.data)
     n, unit = _units(ds)
     _check_split(n, "--data", (2, 1, 1), unit)
@@ -645,7 +646,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from rich.table import Table
 
     from .data import load_dataset
-    from .evaluate import COLUMNS, choose_split, evaluation_rows, scores_from
+    from .data.shards import check_memory
+    from .evaluate import COLUMNS, MEMORY_FACTOR, choose_split, evaluation_rows, scores_from
     from .models.estimator import ModelError
     from .numfmt import fmt_num
 
@@ -662,6 +664,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # extra files: reported once when the Predictor opens the bundle
             read_manifest(src, trusted_keys=keys)
+    check_memory(a.data, "--data", MEMORY_FACTOR, "edgebm evaluate")   # from the headers, before loading
     ds, split = choose_split(load_dataset(a.data), src, a.split, a.seed)
     try:
         label, scores = scores_from(src, ds, trusted_keys=keys)

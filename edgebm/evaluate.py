@@ -18,12 +18,17 @@ from . import metrics as M
 from .data import BeamDataset
 from .data.dataset import DEFAULT_SPLIT
 
-__all__ = ["n_avg_of", "dataset_beam_xy", "scores_from", "evaluation_rows", "COLUMNS", "rows_to_markdown", "choose_split", "trained_on", "TRAIN_SPLIT"]
+__all__ = ["n_avg_of", "dataset_beam_xy", "scores_from", "evaluation_rows", "COLUMNS", "rows_to_markdown", "choose_split", "trained_on", "TRAIN_SPLIT", "MEMORY_FACTOR"]
 
 #: train / validation / test fractions of ``edgebm train`` and ``edgebm export``
 TRAIN_SPLIT = DEFAULT_SPLIT
 
 COLUMNS = ("method", "top1", "top3", "within_1db", "rsrp_gap_db_mean", "se_drop_mean", "se_drop_p90", "beams_measured", "effective_se_mean")
+
+
+#: peak memory of ``edgebm evaluate`` per byte of evaluation data held in memory (growth of the peak RSS between 50k
+#: and 200k toy samples with an mlp run, /usr/bin/time -f %M: 10x; x1.25, rounded up)
+MEMORY_FACTOR = 13
 
 
 def scores_from(source: str | Path | Any, ds: BeamDataset, trusted_keys: Sequence[Any] | None = None) -> tuple[str, np.ndarray]:

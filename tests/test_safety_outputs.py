@@ -233,3 +233,56 @@ def test_evaluate_trusted_key_refuses_before_reading_data(source, keys, fragment
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith("edgebm: error: ")
     assert fragment.format(**signed) in err[0]
+
+
+# ---------------------------------------------------------------------------------------------- datasets too big for a job
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    from edgebm.data.shards import ShardSpec, write_shards
+
+    return write_shards(ShardSpec(ScenarioConfig(), 60, seed=0, shards=3), tmp_path_factory.mktemp("sh") / "f")
+
+
+def test_dataset_size_from_headers(folder, files):
+    """The in-memory size of a dataset, from headers: shard 0's bytes per row x N, codebooks and metadata once."""
+    from edgebm.data.shards import dataset_size
+
+    for path, n in ((folder, 60), (files["ds"], 40)):
+        ds = load_dataset(path)
+        arrays = sum(a.nbytes for a in ds.arrays.values()) + sum(a.nbytes for a in ds.codebooks.values())
+        got_n, nbytes = dataset_size(path)
+        assert got_n == n == len(ds)
+        assert arrays < nbytes < arrays + 16 * 2**10     # + the metadata string (a few KiB)
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    ("train --data {folder} --model mlp --out run", "for edgebm train --model mlp, which holds the whole dataset in memory"),
+    ("train --data {folder} --model teacher --out run --distil-from r", "for edgebm train --model teacher"),
+    ("evaluate {bundle} --data {folder}", "for edgebm evaluate"),
+])
+def test_dataset_too_big_for_memory_refused_before_reading(argv, fragment, folder, toy_bundle, tmp_path, monkeypatch, capsys):
+    """Training and evaluation hold the whole dataset in memory: a folder that will not fit is refused from its index
+    and shard 0's headers, before any shard is read (shard 2 is corrupt here and is never reached)."""
+    import shutil
+
+    import edgebm.data.npz as npz
+    from edgebm.data.shards import dataset_size
+    from edgebm.pipeline.train_job import MEMORY_FACTOR
+
+    big = tmp_path / "big"
+    shutil.copytree(folder, big)
+    (big / "shard-00002.npz").write_bytes(b"corrupt")
+    n, nbytes = dataset_size(big)
+    # available memory between what the dataset takes and what the job needs: only the job's factor refuses it
+    monkeypatch.setattr(npz, "available_memory_bytes", lambda: 3 * nbytes)
+    monkeypatch.chdir(tmp_path)
+    assert MEMORY_FACTOR["mlp"] > 3
+    rc = main(argv.format(folder=big, bundle=toy_bundle.bundle_dir).split())
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert f"--data: {big}: 60 samples (" in err[0] and fragment in err[0] and "is available now" in err[0]
+    assert sorted(os.listdir(tmp_path)) == ["big"]
+    # with enough memory the same command gets past the check and reaches the corrupt shard
+    monkeypatch.setattr(npz, "available_memory_bytes", lambda: 10**15)
+    assert main(argv.format(folder=big, bundle=toy_bundle.bundle_dir).split()) == 2
+    assert "shard-00002.npz" in capsys.readouterr().err

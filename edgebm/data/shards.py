@@ -45,7 +45,7 @@ from ..sim import RandomScenario, ScenarioConfig
 from .dataset import BeamDataset, load_dataset_file, save_dataset
 
 __all__ = ["ShardSpec", "generate_shard", "write_shards", "load_shard_folder", "open_dataset", "ShardedDataset",
-           "read_index", "shard_name", "recover_folder", "check_shards_out", "SHARD_FORMAT", "INDEX_NAME", "SHARD_DOMAIN"]
+           "read_index", "shard_name", "recover_folder", "check_shards_out", "dataset_size", "check_memory", "SHARD_FORMAT", "INDEX_NAME", "SHARD_DOMAIN"]
 
 SHARD_FORMAT = "edgebm.shards/1"
 INDEX_NAME = "index.json"
@@ -358,13 +358,12 @@ class ShardedDataset:
             return self.shard(0)
         from .npz import MAX_ARRAY_BYTES
 
-        first = self.shard(0)
-        need = sum(a.nbytes for a in first.arrays.values()) / max(1, len(first)) * len(self)
+        need = dataset_size(self.path)[1]          # from the headers, before any shard is read
         if need > MAX_ARRAY_BYTES:
             raise DatasetError(f"{self.path}: {len(self)} samples need about {need / 2**30:.1f} GiB in memory, more "
                                f"than the {MAX_ARRAY_BYTES / 2**30:.1f} GiB allowed; stream it with "
                                "edgebm.data.open_dataset(path).iter_batches(...) instead of loading it whole")
-        parts = [first] + [self.shard(j) for j in range(1, self.n_shards)]
+        parts = [self.shard(j) for j in range(self.n_shards)]
         keys = set(parts[0].arrays)
         for j, p in enumerate(parts):
             if set(p.arrays) != keys:
@@ -401,6 +400,49 @@ class ShardedDataset:
             carry = {k: v[perm[full:]] for k, v in buf.items()} if full < n else None
         if carry is not None and not drop_last:
             yield carry
+
+
+def dataset_size(path: str | Path) -> tuple[int, int]:
+    """``(samples, bytes)`` the dataset at ``path`` (a ``.npz`` or a shard folder) takes in memory when loaded whole,
+    from the npy headers only (a folder: its index and shard 0's headers), so a job can refuse data that will not
+    fit before reading any. :class:`DatasetError` when ``path`` is not a dataset."""
+    from .dataset import FIELDS, read_dataset_header
+
+    path = Path(path)
+    if not path.exists():
+        recover_folder(path)     # a shard folder whose replacement was interrupted (see the module doc)
+    if path.is_dir():
+        idx = read_index(path)
+        n = int(idx["n_samples"])
+        h, _ = read_dataset_header(path / idx["shards"][0]["file"])
+    elif path.is_file():
+        h, _ = read_dataset_header(path)
+        n = int(h["rsrp_b"].shape[0])
+    else:
+        raise DatasetError(f"{path}: no such dataset file or shard folder")
+    rows = max(1, h["rsrp_b"].shape[0])
+    per_row = sum(v.nbytes for k, v in h.items() if k in FIELDS) / rows
+    fixed = sum(v.nbytes for k, v in h.items() if k not in FIELDS)       # codebooks and metadata: once
+    return n, int(per_row * n + fixed)
+
+
+def check_memory(path: str | Path, arg: str, factor: float, job: str) -> tuple[int, int]:
+    """Refuse, before reading any data, a dataset that ``job`` (e.g. "edgebm train --model mlp") cannot hold in
+    memory: the part of the job's peak memory that grows with the data is estimated as ``factor`` x the dataset's
+    in-memory size (:func:`dataset_size`; ``factor`` measured per job) and compared with the memory available now
+    (:func:`edgebm.data.npz.available_memory_bytes`; the fixed part, libraries and models, is left out so small
+    data is never refused). :class:`~edgebm.errors.ConfigError` naming ``arg`` otherwise. Returns
+    :func:`dataset_size`."""
+    from .npz import available_memory_bytes, fmt_bytes
+
+    n, nbytes = dataset_size(path)
+    need, avail = factor * nbytes, available_memory_bytes()
+    if need > avail:
+        raise ConfigError(arg, f"{path}: {n} samples ({fmt_bytes(nbytes)} in memory) need about {fmt_bytes(int(need))} for "
+                          f"{job}, which holds the whole dataset in memory; {fmt_bytes(avail)} is available now",
+                          "give a smaller dataset (edgebm data generate --samples N, or a shard folder with fewer "
+                          "samples), or free memory; only edgebm.data.open_dataset(path).iter_batches(...) streams")
+    return n, nbytes
 
 
 def open_dataset(path: str | Path) -> ShardedDataset:

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..atomic import atomic_folder, atomic_write
 from ..data import BeamDataset
+from ..data.shards import check_memory
 from ..errors import ModelError
 from ..evaluate import dataset_beam_xy
 from ..metrics import summarize, topk_accuracy
@@ -25,10 +26,18 @@ from ..outputs import check_output_folder
 from ..train import TrainConfig
 from .settings import split_dataset
 
-__all__ = ["TrainJobResult", "train_run", "is_run_folder", "check_run_out", "RUN_FILES"]
+__all__ = ["TrainJobResult", "train_run", "is_run_folder", "check_run_out", "check_train_memory", "RUN_FILES",
+           "MEMORY_FACTOR"]
 
 #: files :func:`train_run` writes into a run folder (an existing folder holding only these may be replaced)
 RUN_FILES = frozenset({"model.pt", "model.pkl", "config.json", "metrics.json", "history.json"})
+#: peak memory of ``edgebm train --model F`` per byte of dataset held in memory (growth of the peak RSS between 20k and
+#: 80k toy samples, /usr/bin/time -f %M, ``--epochs 1 --soft-labels 0.2``, x1.25 and rounded up; measured 2.5x tree,
+#: 2.5x sgd, 3.4x svm_linear, 3.6x mlp, 3.7x angular, 5.3x gbt, 9.4x dscnn, 19x teacher, 25x teacher_pos);
+#: families not measured (gru, svm_rbf, new ones) get DEFAULT_MEMORY_FACTOR; --distil-from adds 1 (teacher logits)
+MEMORY_FACTOR = {"tree": 4, "sgd": 4, "svm_linear": 5, "mlp": 5, "angular": 5, "gbt": 7, "dscnn": 12, "teacher": 25,
+                 "teacher_pos": 31}
+DEFAULT_MEMORY_FACTOR = 12
 
 
 @dataclass
@@ -100,6 +109,13 @@ def is_run_folder(path: Path) -> bool:
     entries = list(Path(path).iterdir())
     names = {p.name for p in entries}
     return "config.json" in names and names <= RUN_FILES and all(p.is_file() and not p.is_symlink() for p in entries)
+
+
+def check_train_memory(data: str | Path, family: str, distil: bool = False, arg: str = "data") -> int:
+    """Before reading the dataset at ``data``: refuse one training ``family`` cannot hold in memory (training takes
+    the whole dataset in memory: :data:`MEMORY_FACTOR`, :func:`edgebm.data.shards.check_memory`). Returns its samples."""
+    factor = MEMORY_FACTOR.get(family, DEFAULT_MEMORY_FACTOR) + (1 if distil else 0)
+    return check_memory(data, arg, factor, f"edgebm train --model {family}")[0]
 
 
 def check_run_out(out: str | Path, arg: str = "out") -> Path:
