@@ -23,6 +23,7 @@ SUITES = {
     "targets": "bench.targets",
     "pretrain": "bench.pretrain",
     "generalise": "bench.generalise",
+    "lcm": "bench.lcm",
 }
 
 

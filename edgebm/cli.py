@@ -72,6 +72,19 @@ def _float_arg(lo: float, hi: float = math.inf, lo_open: bool = True) -> Callabl
 _SEED = _int_arg(0, 2**32 - 1)
 
 
+def _reference_arg(text: str) -> str | float:
+    """argparse type of ``--monitor-reference``: ``activation``, ``validated`` or a miss rate in (0, 1)."""
+    if text in ("activation", "validated"):
+        return text
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be 'activation', 'validated' or a miss rate in (0, 1), got {text!r}") from None
+    if not (math.isfinite(v) and 0 < v < 1):
+        raise argparse.ArgumentTypeError(f"a miss rate must be in (0, 1), got {text!r}")
+    return v
+
+
 def _is_report_folder(path: Path) -> bool:
     """A previous ``edgebm emulate`` report: kpis.json plus Markdown/JSON/PNG files, no sub-folders."""
     entries = list(path.iterdir())
@@ -697,7 +710,45 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 #: EmulatorConfig field -> the emulate option that sets it (errors name the option the user typed)
 _EMULATE_FLAGS = {"n_ues": "--ues", "duration_s": "--duration", "ssb_period_ms": "--ssb-period", "k_refine": "--k",
                   "confidence": "--confidence", "drop_db": "--drop-db", "full_sweep_every": "--full-sweep-every",
-                  "max_labels": "--max-labels", "shifts": "--shift", "seed": "--seed"}
+                  "max_labels": "--max-labels", "shifts": "--shift", "seed": "--seed", "monitoring.every": "--monitor-every",
+                  "monitoring.reference": "--monitor-reference", "monitor.metric": "--monitor-metric", "monitor.arl0": "--monitor-arl0",
+                  "monitor.k": "--k", "city": "--scenario"}
+
+
+def _emulate_bundles(a: argparse.Namespace) -> list[Path]:
+    """The positional bundle (or every bundle in a folder of bundles, by name) followed by each ``--bundle``."""
+    first = Path(a.bundle)
+    if first.is_dir() and not (first / "manifest.json").exists():
+        inner = sorted(p for p in first.iterdir() if p.is_dir() and (p / "manifest.json").is_file())
+        if not inner:
+            raise ConfigError("bundle", f"{first} is neither a bundle (no manifest.json) nor a folder of bundles",
+                              "give a folder written by edgebm export, or a folder holding several")
+        bundles = inner
+    else:
+        bundles = [first]
+    bundles += [Path(b) for b in a.extra_bundle]
+    seen: dict[Path, Path] = {}
+    for b in bundles:
+        r = b.resolve()
+        if r in seen:
+            raise ConfigError("--bundle", f"{b} is given twice", "register each bundle once")
+        seen[r] = b
+    return bundles
+
+
+def _monitoring_settings(a: argparse.Namespace, n_bundles: int) -> Any:
+    """Life-cycle management settings from the ``--monitor*`` options (None: off). Several bundles or any
+    ``--monitor-*`` option turn it on."""
+    from .emulator.monitoring import MonitoringSettings
+    from .runtime.lcm import LcmConfig
+    from .runtime.monitor import MonitorConfig
+
+    opts = (a.monitor_every, a.monitor_metric, a.monitor_arl0, a.monitor_reference)
+    if not (a.monitor or n_bundles > 1 or any(v is not None for v in opts)):
+        return None
+    mon = MonitorConfig(**{k: v for k, v in (("metric", a.monitor_metric), ("arl0", a.monitor_arl0), ("k", a.k)) if v is not None})
+    kw = {k: v for k, v in (("every", a.monitor_every), ("reference", a.monitor_reference)) if v is not None}
+    return MonitoringSettings(lcm=LcmConfig(monitor=mon), **kw)
 
 
 def cmd_emulate(a: argparse.Namespace) -> int:
@@ -705,31 +756,40 @@ def cmd_emulate(a: argparse.Namespace) -> int:
     from .outputs import check_output_folder
     from .runtime import read_manifest
 
+    bundles = _emulate_bundles(a)
     try:
         shifts = tuple(parse_shift(s, default_at_s=a.duration / 2) for s in a.shift)
         cfg = EmulatorConfig(n_ues=a.ues, duration_s=a.duration, ssb_period_ms=a.ssb_period, k_refine=a.k, confidence=a.confidence,
                              drop_db=a.drop_db, full_sweep_every=a.full_sweep_every, adapt=not a.no_adapt, shifts=shifts, seed=a.seed,
-                             max_labels=a.max_labels)
+                             max_labels=a.max_labels, monitoring=_monitoring_settings(a, len(bundles)), city=a.scenario)
     except ConfigError as e:
         raise ConfigError(_EMULATE_FLAGS.get(e.field, e.field), e.problem, e.fix) from None
-    out = Path(a.out) if a.out else Path("runs") / "emulate" / Path(a.bundle).name
+    out = Path(a.out) if a.out else Path("runs") / "emulate" / bundles[0].name
     check_output_folder(out, "--out", _is_report_folder, "emulator report")
     keys = _trusted_keys(a.trusted_key)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the Predictor in run_emulator reports unlisted files once
-        man = read_manifest(a.bundle, trusted_keys=keys)  # cheap: refuse a bad bundle before simulating anything
+        mans = [read_manifest(b, trusted_keys=keys) for b in bundles]  # cheap: refuse a bad bundle before simulating anything
+    man = mans[0]
     if cfg.k_refine > man.n_beams_a:
         raise ConfigError("--k", f"{cfg.k_refine} beams to refine, the bundle predicts only {man.n_beams_a}", f"give --k in [1, {man.n_beams_a}]")
+    for b, m in zip(bundles[1:], mans[1:]):
+        if m.n_beams_b != man.n_beams_b:
+            raise ConfigError("--bundle", f"{b} takes |Set B| = {m.n_beams_b}, {bundles[0]} takes {man.n_beams_b}",
+                              "register bundles for the same Set B")
     with _RichProgress() as prog:
         try:
-            res = run_emulator(a.bundle, cfg, progress=prog, trusted_keys=keys)
+            res = run_emulator(bundles if len(bundles) > 1 else bundles[0], cfg, progress=prog, trusted_keys=keys)
+        except ConfigError as e:  # a setting the bundle decides on (e.g. --scenario rand-S-K past its cities)
+            raise ConfigError(_EMULATE_FLAGS.get(e.field, e.field), e.problem, e.fix) from None
         except EmulatorError as e:
             raise CliError(str(e)) from None
     k = write_report(res, out)
     con = _console(False)
     from rich.table import Table
 
-    t = Table(title=f"emulator: {k['ues']} UEs x {k['cycles']} cycles of {k['cycle_ms']:g} ms")
+    t = Table(title=f"emulator: {k['ues']} UEs x {k['cycles']} cycles of {k['cycle_ms']:g} ms in {k['config']['city']} "
+                    f"({k['config']['city_source']})")
     for col in ("method", "SE", "SE drop mean", "SE drop p90", "beams/cycle", "effective SE"):
         t.add_column(col, justify="left" if col == "method" else "right")
     for m, v in k["methods"].items():
@@ -739,8 +799,16 @@ def cmd_emulate(a: argparse.Namespace) -> int:
     con.print(f"deadline {tm['deadline_ms']:g} ms: p99 {tm['latency_p99_ms']:.3f} ms (margin {tm['margin_p99_ms']:.3f} ms), misses {tm['deadline_misses']}; "
               f"fallback rate {k['fallback_rate']:.3f}; updates {k['adaptation']['updates']}")
     for s in k["shifts"]:
+        rec = s["recovered_fraction"]
         con.print(f"shift {s['shift']}: SE drop before {s['before']['edgebm']['se_drop_mean']:.4f} -> just after {s['just_after']['edgebm']['se_drop_mean']:.4f} "
-                  f"-> adapted {s['adapted']['edgebm']['se_drop_mean']:.4f}; recovered {s['recovered_fraction']:.1%} of pre-shift SE")
+                  f"-> adapted {s['adapted']['edgebm']['se_drop_mean']:.4f}" + (f"; recovered {rec:.1%} of pre-shift SE" if rec is not None else "")
+                  + ("" if k.get("monitoring") is None else
+                     f"; detected after {s['detected_after_s']:.2f} s by the {s['detected_by']}" if s["detected_after_s"] is not None else "; not detected"))
+    m = k.get("monitoring")
+    if m:
+        c = m["cost_us"]
+        con.print(f"life-cycle management: {len(m['events'])} decisions ({', '.join(e['action'] + '@' + format(e['t_s'], '.2f') + 's' for e in m['events']) or 'none'}); "
+                  f"false alarms before the first shift {m['false_alarms']}; monitor cost per cycle p99 {c['host_p99']:.0f} us host, {c['device_p99']:.0f} us device")
     con.print(f"wrote {out}/ (kpis.json, summary.md, {', '.join(k['plots'])})")
     return EXIT_OK
 
@@ -907,7 +975,24 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_evaluate)
 
     em = sub.add_parser("emulate", help="run a bundle in the UE emulator over simulated trajectories")
-    em.add_argument("bundle", help="bundle folder (edgebm export)")
+    em.add_argument("bundle", help="bundle folder (edgebm export), or a folder of bundles (all registered; the first by name is "
+                                   "active at the start and sets the scenario)")
+    em.add_argument("--bundle", dest="extra_bundle", action="append", default=[], metavar="BUNDLE",
+                    help="another bundle life-cycle management may switch to (repeatable; turns --monitor on)")
+    em.add_argument("--monitor", action="store_true",
+                    help="life-cycle management: monitor the model on periodic full sweeps, keep / adapt / switch / deactivate / reactivate")
+    em.add_argument("--monitor-every", type=_int_arg(1), default=None, metavar="N",
+                    help="cycles between monitoring sweeps (full Set A) per UE (default 25)")
+    em.add_argument("--monitor-metric", choices=("top1", "topk"), default=None,
+                    help="alarm on the top-1 (default) or the top-K (K = --k) beam missing the best by more than 1 dB")
+    em.add_argument("--monitor-arl0", type=_float_arg(1.0), default=None, metavar="LABELS",
+                    help="in-control average run length of the alarm: labels between false alarms (default 5000)")
+    em.add_argument("--monitor-reference", type=_reference_arg, default=None, metavar="activation|validated|P",
+                    help="in-control miss rate: calibrated on the first labels (activation, default), the bundle's held-out "
+                         "metrics (validated), or a rate P")
+    em.add_argument("--scenario", default=None, metavar="CITY",
+                    help="city the UEs move in: city0..city3 (as in data generate), or rand-<seed>-<k> of a bundle trained on "
+                         "randomised cities (default: the bundle's own city; city0 for a bundle trained on randomised cities)")
     em.add_argument("--ues", type=_int_arg(1), default=16, help="UEs (default 16)")
     em.add_argument("--duration", type=_float_arg(0.0), default=10.0, help="seconds of simulated time (default 10)")
     em.add_argument("--ssb-period", type=_float_arg(0.0), default=None, help="SSB period, ms: 5, 10, 20, 40, 80 or 160 (default: the profile's)")
