@@ -264,8 +264,15 @@ class RayExecutor(Executor):
             try:
                 if address == RAY_LOCAL:
                     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")   # no telemetry unless the user opted in
-                    os.environ.setdefault("RAY_AUTH_MODE", "token")         # Ray's default for a new local runtime, said quietly
-                    ray.init(num_cpus=num_cpus, **kw)
+                    # Ray turns token authentication on for a new local runtime and says so in a warning: keep it on,
+                    # quietly
+                    quiet = logging.getLogger("ray._private.authentication.authentication_token_setup")
+                    level = quiet.level
+                    quiet.setLevel(logging.ERROR)
+                    try:
+                        ray.init(num_cpus=num_cpus, **kw)
+                    finally:
+                        quiet.setLevel(level)
                 else:
                     ray.init(address=address, **kw)
             except Exception as e:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError...

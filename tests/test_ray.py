@@ -189,6 +189,12 @@ def test_ray_executor_order_errors_and_threads(ray_runtime):
 
 
 @needs_ray
+def test_bench_accuracy_same_results_on_ray(ray_runtime, serial_accuracy_digest, tmp_path):
+    with make_executor(ray="local") as ex:
+        assert _accuracy_digest(tmp_path, ex) == serial_accuracy_digest
+
+
+@needs_ray
 def test_ray_task_options(ray_runtime):
     with make_executor(ray="local") as ex:
         assert ex.options(Resources(cpus=1)) == {"num_cpus": 1.0, "max_retries": 0}
@@ -196,3 +202,32 @@ def test_ray_task_options(ray_runtime):
         assert "num_gpus" not in ex.options(Resources(cpus=1, gpus=1))    # CPU-only runtime: no GPU request
         ex._gpus = 1.0                                                    # as on a node with one GPU
         assert ex.options(Resources(cpus=1, gpus=0.5))["num_gpus"] == 0.5
+
+
+# ------------------------------------------------------------------------------------------------- bench fan-out
+def _tiny_accuracy_sizes():
+    from bench.accuracy import Sizes
+
+    return Sizes(set_as=(64,), snrs=(20.0,), cities=("city0", "city1"), n_samples=300, epochs=1, batch_size=64,
+                 upsample=8, gru_runs=((0.2, 30, 12),), gru_epochs=1, gru_set_a=64, labels=("teacher", "mlp (KD)", "tree"))
+
+
+def _accuracy_digest(tmp_path: Path, executor) -> str:
+    import re
+
+    from bench import accuracy
+
+    text = accuracy.run(quick=True, out_dir=tmp_path, executor=executor, sizes=_tiny_accuracy_sizes())
+    assert "Failures" not in text
+    return re.search(r"results digest [^`]*`([0-9a-f]{64})`", text).group(1)
+
+
+@pytest.fixture(scope="module")
+def serial_accuracy_digest(tmp_path_factory):
+    with SerialExecutor() as ex:
+        return _accuracy_digest(tmp_path_factory.mktemp("acc-serial"), ex)
+
+
+def test_bench_accuracy_same_results_on_processes(serial_accuracy_digest, tmp_path):
+    with ProcessExecutor(2) as ex:
+        assert _accuracy_digest(tmp_path, ex) == serial_accuracy_digest
