@@ -96,6 +96,8 @@ def ray_available() -> bool:
     """True when Ray can be imported (checked without importing it)."""
     import importlib.util
 
+    if "ray" in sys.modules:        # imported already, or blocked (sys.modules["ray"] = None)
+        return sys.modules["ray"] is not None
     return importlib.util.find_spec("ray") is not None
 
 
