@@ -38,12 +38,13 @@ __all__ = [
 DEFAULT_SAMPLES = 20000
 DEFAULT_SEED = 0
 #: families export can try for BM-Case1 bundles (gru needs trajectories and history windows)
-EXPORTABLE = ("mlp", "dscnn", "teacher", "teacher_pos", "svm_linear", "svm_rbf", "tree", "gbt", "sgd")
+EXPORTABLE = ("mlp", "dscnn", "angular", "teacher", "teacher_pos", "svm_linear", "svm_rbf", "tree", "gbt", "sgd")
 #: per-family model settings and epochs used by export (sized so a profile exports in minutes on 2 cores)
 FAMILY_SETTINGS: dict[str, tuple[dict[str, Any], int]] = {
     "mlp": ({"hidden": (256, 256)}, 40),
     "mlp_tiny": ({"hidden": (32,)}, 40),
     "dscnn": ({}, 12),
+    "angular": ({"hidden": (256, 256)}, 30),
     "teacher": ({"upsample": 16}, 10),
     "teacher_pos": ({"upsample": 16}, 10),
 }
@@ -261,6 +262,11 @@ def _variants(stem, model, prof, tmp, train, val, test, calib, max_drop, runs, p
                          "outputs": [{"name": OUTPUT_NAMES[0], "shape": ["batch", test.n_a], "dtype": "float32"},
                                      {"name": OUTPUT_NAMES[1], "shape": ["batch", int(model.module.head.in_features)], "dtype": "float32"}],
                          "model_config": model.config()}
+            if hasattr(model.module, "forward_aps"):  # codebook-aware: the APS output serves new codebooks (Predictor.set_codebook)
+                from .deploy.onnx_export import APS_OUTPUT
+
+                base.info["outputs"].append({"name": APS_OUTPUT, "shape": ["batch", int(model.module.grid) ** 2], "dtype": "float32"})
+                base.info["aps_output"] = APS_OUTPUT
             thop = thop_flops(model.module, train.rsrp_b)
         else:
             from .deploy.sklearn_export import check_sklearn_parity, export_sklearn
@@ -372,6 +378,8 @@ def _manifest(prof, ds, chosen: Candidate, model, cands, n_train, n_val, n_test)
         man.update({"feature_output": info["feature_output"], "head_file": "head.npz", "head_version": 0})
     if "quantization" in info:
         man["quantization"] = info["quantization"]
+    if info.get("aps_output"):
+        man["aps_output"] = info["aps_output"]
     return man
 
 

@@ -51,6 +51,7 @@ BACKENDS = ("onnxruntime", "tensorrt")
 FAMILIES = (
     "mlp",
     "dscnn",
+    "angular",
     "teacher",
     "teacher_pos",
     "gru",

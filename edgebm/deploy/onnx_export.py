@@ -21,6 +21,8 @@ __all__ = ["ExportError", "ParityReport", "LogitsAndFeatures", "export_onnx", "c
 
 INPUT_NAME = "rsrp_b"
 OUTPUT_NAMES = ("logits", "features")
+#: third output of codebook-aware models (``forward_aps``): the angular power spectrum a new codebook is scored from
+APS_OUTPUT = "aps"
 
 
 class LogitsAndFeatures(nn.Module):
@@ -31,7 +33,11 @@ class LogitsAndFeatures(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if hasattr(self.model, "forward_aps"):  # codebook-aware: also output the APS (edgebm.runtime.codebook_scoring)
+            aps = self.model.forward_aps(x)
+            feats = self.model.features_from_aps(aps)
+            return self.model.head(feats), feats, aps
         feats = self.model.forward_features(x)
         return self.model.head(feats), feats
 
@@ -70,7 +76,8 @@ def export_onnx(model: nn.Module, sample: np.ndarray, path: str | Path, with_fea
                 wrapped,
                 (x,),
                 input_names=[INPUT_NAME],
-                output_names=list(OUTPUT_NAMES if with_features else OUTPUT_NAMES[:1]),
+                output_names=list(OUTPUT_NAMES if with_features else OUTPUT_NAMES[:1])
+                + ([APS_OUTPUT] if with_features and hasattr(model, "forward_aps") else []),
                 dynamic_shapes=({0: batch},),
                 dynamo=True,
                 verbose=False,

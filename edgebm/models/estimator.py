@@ -36,7 +36,7 @@ __all__ = [
     "ModelError",
 ]
 
-NEURAL_FAMILIES = ("mlp", "dscnn", "teacher", "teacher_pos", "gru")
+NEURAL_FAMILIES = ("mlp", "dscnn", "teacher", "teacher_pos", "gru", "angular")
 CLASSICAL_FAMILIES = ("svm_linear", "svm_rbf", "tree", "gbt", "sgd")
 ALL_FAMILIES = NEURAL_FAMILIES + CLASSICAL_FAMILIES
 
@@ -62,6 +62,10 @@ def _module_class(family: str):
         from .temporal import BeamGRU
 
         return BeamGRU
+    if family == "angular":
+        from .angular import AngularBeamNet
+
+        return AngularBeamNet
     raise ModelError(f"unknown neural family {family!r} (known: {', '.join(NEURAL_FAMILIES)})")
 
 
@@ -136,6 +140,8 @@ class TorchBeamModel(BeamModel):
         from ..train import beam_power_soft_labels, distillation_loss, train_classifier
 
         cfg = self.train_cfg
+        if hasattr(self.module, "set_codebooks"):  # codebook-aware families read the gain patterns from the data
+            self.module.set_codebooks(train.codebooks, train.meta["bs_array"])
         xt, yt = self._xy(train)
         xv, yv = self._xy(val)
         use_soft = cfg.soft_weight > 0 and self.family != "gru"

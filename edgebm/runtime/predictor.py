@@ -108,6 +108,41 @@ class Predictor:
             except InputError as e:
                 raise BundleError(f"{self.bundle_dir}: '{man.head_file}': {e}") from None
         self._numpy_head = man.adapted and self.head is not None
+        self._cb_gains: np.ndarray | None = None  # Set A gain patterns after set_codebook (codebook-aware bundles)
+
+    def set_codebook(self, weights_a: np.ndarray, array_shape: tuple[int, int] | None = None) -> None:
+        """Serve another Set A codebook with no retraining (codebook-aware bundles, family ``angular``).
+
+        ``weights_a`` (n_beams, n_tx) complex precoders of the new codebook (panel element order ``r * cols + c``);
+        ``array_shape`` the BS array (default: the bundle's). From now on the scores are the graph's APS output
+        scored through the new beams' gain patterns (:mod:`edgebm.runtime.codebook_scoring`), the head restarts at
+        ``I / (temperature * FEATURE_SCALE)`` for the new beams (on-device updates adapt it) and ``n_a`` is the new codebook's size.
+        """
+        from .codebook_scoring import FEATURE_SCALE, gain_patterns
+
+        names = {o.name for o in self.session.get_outputs()}
+        if "aps" not in names:
+            raise BundleError(f"{self.bundle_dir}: family {self.manifest.get('family')!r} is not codebook-aware (no 'aps' output); "
+                              "only 'angular' bundles can take a new codebook -- re-export or adapt the head instead")
+        params = self.manifest.get("model_config", {}).get("params", {})
+        meta = self.manifest.get("dataset", {}).get("meta", {})
+        shape = tuple(array_shape) if array_shape is not None else tuple(meta.get("bs_array", (8, 8)))
+        try:
+            g = gain_patterns(np.asarray(weights_a), shape, int(params.get("grid", 32)))
+        except ValueError as e:
+            raise InputError(f"set_codebook: {e}") from None
+        t = float(params.get("temperature", 1.0))
+        self._cb_gains = g
+        self.n_a = int(g.shape[0])
+        self.head = (np.eye(self.n_a, dtype=np.float32) / np.float32(t * FEATURE_SCALE), np.zeros(self.n_a, np.float32))
+        self._numpy_head = True
+
+    def _features(self, x: np.ndarray) -> np.ndarray:
+        if self._cb_gains is not None:
+            from .codebook_scoring import codebook_features
+
+            return codebook_features(self._run(x, ["aps"])[0], self._cb_gains)
+        return self._run(x, [self.feature_output])[0]  # type: ignore[list-item]
 
     def _check_graph_matches_manifest(self) -> None:
         """The model's input/output names and fixed widths are the manifest's (a swapped model is refused here,
@@ -132,7 +167,8 @@ class Predictor:
         fix = "pass W (n_a, F) and b (n_a,) as float arrays"
         w = _as_numeric(w, "head W", fix)
         b = _as_numeric(b, "head b", fix)
-        f = self.manifest.feature_dim or (self.head[0].shape[1] if self.head is not None else None)
+        f = (self._cb_gains.shape[0] if getattr(self, "_cb_gains", None) is not None  # after set_codebook: one feature per new beam
+             else self.manifest.feature_dim or (self.head[0].shape[1] if self.head is not None else None))
         if w.ndim != 2 or w.shape[0] != self.n_a or (f is not None and w.shape[1] != f):
             raise InputError(f"head W must have shape ({self.n_a}, {f if f is not None else 'F'}), got {w.shape}")
         if b.shape != (self.n_a,):
@@ -188,7 +224,7 @@ class Predictor:
     def _scores(self, x: np.ndarray) -> tuple[np.ndarray, str]:
         if self._numpy_head:
             w, b = self.head  # type: ignore[misc]
-            f = self._run(x, [self.feature_output])[0]  # type: ignore[list-item]
+            f = self._features(x)
             if f.shape[-1] != w.shape[1]:  # a model with dynamic widths that disagrees with its head
                 raise BundleError(f"{self.bundle_dir}: model features have width {f.shape[-1]}, the head expects {w.shape[1]}")
             # a few rows: einsum's own loop, not BLAS — multi-threaded BLAS spin-waits on a busy core and
@@ -234,7 +270,7 @@ class Predictor:
         if self.feature_output is None:
             raise BundleError(f"{self.bundle_dir}: this bundle exposes no feature output")
         x, single = self._check(rsrp_b)
-        f = self._run(x, [self.feature_output])[0]
+        f = self._features(x)
         return f[0] if single else f
 
     # -- codebook ------------------------------------------------------------------------------

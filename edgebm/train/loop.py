@@ -67,6 +67,39 @@ def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarr
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
+class EarlyStopping:
+    """Keeps the weights of the best validation epoch; ``update`` says when ``patience`` epochs passed without improvement."""
+
+    def __init__(self, module: nn.Module, patience: int) -> None:
+        self.module, self.patience = module, int(patience)
+        self.best_state, self.best_loss, self.best_epoch, self.bad = copy.deepcopy(module.state_dict()), float("inf"), 0, 0
+
+    def update(self, val_loss: float, epoch: int) -> bool:
+        if val_loss < self.best_loss - 1e-6:
+            self.best_state, self.best_loss, self.best_epoch, self.bad = copy.deepcopy(self.module.state_dict()), val_loss, epoch, 0
+            return False
+        self.bad += 1
+        return self.bad >= self.patience
+
+    def restore(self) -> None:
+        self.module.load_state_dict(self.best_state)
+        self.module.eval()
+
+
+def make_optimizer(module: nn.Module, cfg: TrainConfig):
+    """AdamW over the trainable parameters with a cosine learning-rate schedule over ``cfg.epochs``."""
+    opt = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+
+
+def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> float:
+    """One optimiser step on ``loss``; returns the loss value."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return float(loss.detach())
+
+
 @torch.no_grad()
 def predict_logits(module: nn.Module, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
     """Logits of ``module`` in eval mode for inputs ``x`` (numpy), as float32 numpy."""
@@ -113,9 +146,8 @@ def _train(module, x_train, y_train, x_val, y_val, cfg, soft_train, soft_val, ex
     xv = np.ascontiguousarray(x_val, dtype=np.float32)
     yv = torch.from_numpy(np.asarray(y_val, dtype=np.int64))
     sv = torch.from_numpy(soft_val) if soft_val is not None and cfg.soft_weight > 0 else None
-    opt = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
-    best_state, best_loss, best_epoch, bad = copy.deepcopy(module.state_dict()), float("inf"), 0, 0
+    opt, sched = make_optimizer(module, cfg)
+    stop = EarlyStopping(module, cfg.patience)
     history: list[dict[str, float]] = []
     t0 = time.perf_counter()
     epoch = 0
@@ -132,10 +164,7 @@ def _train(module, x_train, y_train, x_val, y_val, cfg, soft_train, soft_val, ex
             loss = _loss(logits, yt[idx], st[idx] if st is not None else None, cfg) + aux
             if extra_loss is not None:
                 loss = loss + extra_loss(logits, idx)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
+            total += optimizer_step(opt, loss) * len(idx)
             count += len(idx)
         sched.step()
         logits_v = torch.from_numpy(predict_logits(module, xv))
@@ -145,12 +174,7 @@ def _train(module, x_train, y_train, x_val, y_val, cfg, soft_train, soft_val, ex
         history.append(row)
         if progress is not None:
             progress(epoch, cfg.epochs, row)
-        if val_loss < best_loss - 1e-6:
-            best_state, best_loss, best_epoch, bad = copy.deepcopy(module.state_dict()), val_loss, epoch, 0
-        else:
-            bad += 1
-            if bad >= cfg.patience:
-                break
-    module.load_state_dict(best_state)
-    module.eval()
-    return TrainResult(best_epoch, epoch, best_loss, time.perf_counter() - t0, history)
+        if stop.update(val_loss, epoch):
+            break
+    stop.restore()
+    return TrainResult(stop.best_epoch, epoch, stop.best_loss, time.perf_counter() - t0, history)
