@@ -1,7 +1,8 @@
-"""Benchmarks: ``python -m bench SUITE [--quick] [--workers N | --ray [local|ADDRESS]]`` (or ``edgebm bench SUITE``);
-``all`` runs every suite. Suites whose ``run`` takes an ``executor`` (:mod:`edgebm.parallel`) fan their independent
-tasks out on it; the results do not depend on the executor.
+"""Benchmarks, run from a source checkout: ``python -m bench SUITE [--quick] [--out DIR] [--workers N | --ray
+[local|ADDRESS]]``; ``all`` runs every suite. Suites whose ``run`` takes an ``executor`` (:mod:`edgebm.parallel`)
+fan their independent tasks out on it; the results do not depend on the executor.
 
+``bench/`` is a checkout tool, not part of the installed package (there is no ``edgebm bench`` command).
 Each suite measures side by side in one run, prints a Markdown table and writes it (and PNGs)
 to ``bench/results/`` with the command, machine and date.
 """

@@ -127,34 +127,25 @@ def _fit(label: str, family: str, params: dict, kd: bool, train, val, sz: Sizes,
 
 
 def _evaluate(scores: dict[str, np.ndarray], test, train, seed: int) -> tuple[list[dict], dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Rows for the baselines and every model (alone, + top-3, + top-c refinement) on ``test``,
-    plus per-sample correctness and SE drop of each selection (for paired comparisons)."""
+    """Rows for the baselines and every model (alone, + top-3, + top-c refinement) on ``test`` from
+    ``edgebm.evaluate.evaluation_rows``, plus per-sample correctness and SE drop of each selection (for paired
+    comparisons) and, on the HS row, the smallest K whose top-K refinement reaches HS's top-1."""
     from edgebm import baselines as B
     from edgebm import metrics as M
-    from edgebm.evaluate import _n_avg
+    from edgebm.evaluate import evaluation_rows, n_avg_of
 
-    rng = np.random.default_rng(seed)
-    a, noise, n_b, n_avg = test.rsrp_a, test.noise_dbm, test.n_b, _n_avg(test)
+    a, noise, n_b, n_avg = test.rsrp_a, test.noise_dbm, test.n_b, n_avg_of(test)
     c = int(test.codebooks["cb_children"].shape[1])
-    ks = sorted({3, c})
-    rows: list[dict] = []
+    sels: list = []
+    rows = evaluation_rows(scores, test, train=train, cycle_ms=CYCLE_MS, seed=seed, refine_k=tuple(sorted({3, c})),
+                           refine_label="{label} + top-{k}", selections=sels)
     correct: dict[str, np.ndarray] = {}
     drop: dict[str, np.ndarray] = {}
-
-    def add(sel, model: str, refine: int | None, top3: float | None = None) -> None:
-        m = B.selection_metrics(sel, a, noise, CYCLE_MS)
-        name = {"hierarchical": "HS"}.get(sel.name, sel.name)
-        rows.append({"method": name, "model": model, "refine": refine, "top3": top3, **m})
-        correct[name] = sel.chosen == test.best_a
-        drop[name] = M.se_drop(a, sel.chosen, noise)
-
-    add(B.genie(a), "genie", None)
-    add(B.exhaustive_search(a, noise, rng, n_avg), "exhaustive", None)
-    add(B.hierarchical_search(test.rsrp_b, a, test.codebooks["cb_children"], noise, rng, n_avg), "HS", None)
-    for label, s in scores.items():
-        add(B.Selection(label, s.argmax(1), np.full(len(test), n_b, dtype=np.int64)), label, 0, M.topk_accuracy(s, test.best_a, 3))
-        for k in ks:
-            add(B.topk_refinement(s, a, noise, rng, k, n_b, n_avg, name=f"{label} + top-{k}"), label, k)
+    for r, sel in zip(rows, sels):
+        if r["method"] == "hierarchical":
+            r["method"] = r["model"] = "HS"
+        correct[r["method"]] = sel.chosen == test.best_a
+        drop[r["method"]] = M.se_drop(a, sel.chosen, noise)
     # smallest K whose top-K refinement reaches HS's top-1 (separate draws, so the rows above are unchanged)
     hs_top1 = rows[2]["top1"]
     rng_k = np.random.default_rng(seed + 1)
@@ -167,9 +158,6 @@ def _evaluate(scores: dict[str, np.ndarray], test, train, seed: int) -> tuple[li
                 k_match[label] = k
                 break
     rows[2]["k_match"] = k_match
-    s_pos = B.nearest_position(train.pos, train.best_a, test.pos, test.n_a)
-    add(B.topk_refinement(s_pos, a, noise, rng, 3, 0, n_avg, name="nearest position + top-3"), "nearest position", 3,
-        M.topk_accuracy(s_pos, test.best_a, 3))
     return rows, correct, drop
 
 

@@ -38,6 +38,8 @@ def header(title: str, command: str, notes: list[str] | None = None) -> list[str
         f"- machine: {platform.platform()}, {cpu_name()}, {os.cpu_count()} logical CPUs",
         f"- python {platform.python_version()}, numpy {np.__version__}" + _versions(),
         f"- date: {now}",
+        f"- host load average (1/5/15 min) when this was written: {', '.join(f'{v:.1f}' for v in os.getloadavg())} on {os.cpu_count()} logical CPUs"
+        if hasattr(os, "getloadavg") else "- load average: unavailable",
     ]
     lines += [f"- {n}" for n in notes or []]
     return lines + [""]
@@ -65,12 +67,8 @@ def save_fig(fig, path: Path) -> Path:
 
 
 def md_table(columns: list[str], rows: list[list[object]]) -> list[str]:
-    def fmt(v: object) -> str:
-        if v is None:
-            return "-"
-        if isinstance(v, float):
-            return f"{v:.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
-        return str(v)
+    """A Markdown table; numbers through edgebm's one formatter (``edgebm.numfmt.fmt_num``)."""
+    from edgebm.numfmt import fmt_num as fmt
 
     right = ["---:" if rows and isinstance(rows[0][i], (int, float)) else "---" for i in range(len(columns))]
     return ["| " + " | ".join(columns) + " |", "| " + " | ".join(right) + " |"] + ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]

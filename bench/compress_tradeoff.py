@@ -72,7 +72,7 @@ def run(quick: bool = False, out_dir: Path = RESULTS, argv: str = "") -> str:
     import torch
 
     from edgebm.budget import analyze_onnx
-    from edgebm.budget.latency import ort_session
+    from edgebm.runtime.session import ort_session
     from edgebm.compress import prune_structured, quantize_onnx
     from edgebm.deploy import export_onnx
     from edgebm.deploy.sklearn_export import export_sklearn

@@ -47,7 +47,7 @@ def measure_model(name: str, module, onnx_fp32: Path, x: np.ndarray, runs: int, 
     import torch
 
     from edgebm.budget import time_callable
-    from edgebm.budget.latency import ort_session
+    from edgebm.runtime.session import ort_session
 
     torch.set_num_threads(threads)
     module.eval()

@@ -8,6 +8,7 @@ were measured to choose it. Measurements of narrow beams are noisy like real SSB
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -19,19 +20,35 @@ __all__ = [
     "exhaustive_search",
     "hierarchical_search",
     "topk_refinement",
+    "measure_candidates",
     "nearest_position",
     "genie",
     "selection_metrics",
+    "Measure",
 ]
+
+#: ``measure(rsrp_dbm (N, B), noise_dbm (N,)) -> measured dBm (N, B)``: how a UE measures beams. The default is
+#: :func:`measure_beams` with a seeded generator; tests pass an exact one (``lambda r, n: r``) to hand-compute results.
+Measure = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
 class Selection:
-    """Chosen Set A beam (N,) and beams measured per decision (N,)."""
+    """Chosen Set A beam (N,), beams measured per decision (N,) and, where the method measured the chosen
+    beam, its measured RSRP (N,) in dBm (what a UE would remember as the serving beam's level)."""
 
     name: str
     chosen: np.ndarray
     beams_measured: np.ndarray
+    measured_dbm: np.ndarray | None = None
+
+
+def _measurer(rng: np.random.Generator | None, n_avg: int, measure: Measure | None) -> Measure:
+    if measure is not None:
+        return measure
+    if rng is None:
+        raise ValueError("give a seeded rng (noisy measurements) or a measure function")
+    return lambda r, n: measure_beams(r, n, rng, n_avg)
 
 
 def measure_beams(rsrp_dbm: np.ndarray, noise_dbm: np.ndarray, rng: np.random.Generator, n_avg: int = 24) -> np.ndarray:
@@ -56,39 +73,48 @@ def genie(rsrp_a: np.ndarray) -> Selection:
     return Selection("genie", rsrp_a.argmax(1), np.zeros(n, dtype=np.int64))
 
 
-def exhaustive_search(rsrp_a: np.ndarray, noise_dbm: np.ndarray, rng: np.random.Generator, n_avg: int = 24) -> Selection:
+def exhaustive_search(
+    rsrp_a: np.ndarray, noise_dbm: np.ndarray, rng: np.random.Generator | None = None, n_avg: int = 24, *, measure: Measure | None = None
+) -> Selection:
     """Measure every Set A beam (noisy) and keep the strongest: |A| beams per decision."""
-    meas = measure_beams(rsrp_a, noise_dbm, rng, n_avg)
+    meas = _measurer(rng, n_avg, measure)(rsrp_a, noise_dbm)
     n, a = rsrp_a.shape
-    return Selection("exhaustive", meas.argmax(1), np.full(n, a, dtype=np.int64))
+    return Selection("exhaustive", meas.argmax(1), np.full(n, a, dtype=np.int64), meas.max(1))
+
+
+def measure_candidates(
+    cand: np.ndarray, rsrp_a: np.ndarray, noise_dbm: np.ndarray, rng: np.random.Generator | None = None, n_avg: int = 24, *,
+    n_set_b: int = 0, name: str = "candidates", measure: Measure | None = None,
+) -> Selection:
+    """Measure the candidate Set A beams ``cand`` (N, c) and keep the strongest measured one: ``n_set_b + c`` beams
+    (the Set B sweep that produced the candidates, if any, plus the candidates)."""
+    cand = np.asarray(cand, dtype=np.int64)
+    meas = _measurer(rng, n_avg, measure)(np.take_along_axis(rsrp_a, cand, axis=1), noise_dbm)
+    j = meas.argmax(1)[:, None]
+    return Selection(name, np.take_along_axis(cand, j, axis=1)[:, 0], np.full(len(cand), n_set_b + cand.shape[1], dtype=np.int64),
+                     np.take_along_axis(meas, j, axis=1)[:, 0])
 
 
 def hierarchical_search(
-    rsrp_b: np.ndarray, rsrp_a: np.ndarray, children: np.ndarray, noise_dbm: np.ndarray, rng: np.random.Generator, n_avg: int = 24
+    rsrp_b: np.ndarray, rsrp_a: np.ndarray, children: np.ndarray, noise_dbm: np.ndarray, rng: np.random.Generator | None = None,
+    n_avg: int = 24, *, measure: Measure | None = None,
 ) -> Selection:
     """Two-level search: the measured Set B (``rsrp_b``, already noisy) picks the best wide beam, then
     the narrow beams under it (``children`` (|B|, c)) are measured and the strongest kept: |B| + c beams."""
-    wide = rsrp_b.argmax(1)
-    cand = children[wide]  # (N, c)
-    meas = measure_beams(np.take_along_axis(rsrp_a, cand, axis=1), noise_dbm, rng, n_avg)
-    chosen = np.take_along_axis(cand, meas.argmax(1)[:, None], axis=1)[:, 0]
-    return Selection("hierarchical", chosen, np.full(len(rsrp_a), rsrp_b.shape[1] + children.shape[1], dtype=np.int64))
+    return measure_candidates(children[rsrp_b.argmax(1)], rsrp_a, noise_dbm, rng, n_avg, n_set_b=rsrp_b.shape[1], name="hierarchical",
+                              measure=measure)
 
 
 def topk_refinement(
-    scores: np.ndarray, rsrp_a: np.ndarray, noise_dbm: np.ndarray, rng: np.random.Generator, k: int, n_set_b: int,
-    n_avg: int = 24, name: str | None = None,
+    scores: np.ndarray, rsrp_a: np.ndarray, noise_dbm: np.ndarray, rng: np.random.Generator | None, k: int, n_set_b: int,
+    n_avg: int = 24, name: str | None = None, *, measure: Measure | None = None,
 ) -> Selection:
     """Measure the ``k`` beams a model ranks highest (noisy) and keep the strongest: |B| + k beams
     (``n_set_b=0`` for models that need no Set B sweep, e.g. position-only)."""
     cand = M.topk_indices(scores, k)
     if k == 1:  # nothing to compare: the prediction is used unmeasured, only the Set B sweep is paid
-        chosen = cand[:, 0]
-        return Selection(name or "top1", chosen, np.full(len(rsrp_a), n_set_b, dtype=np.int64))
-    else:
-        meas = measure_beams(np.take_along_axis(rsrp_a, cand, axis=1), noise_dbm, rng, n_avg)
-        chosen = np.take_along_axis(cand, meas.argmax(1)[:, None], axis=1)[:, 0]
-    return Selection(name or f"top{k}", chosen, np.full(len(rsrp_a), n_set_b + k, dtype=np.int64))
+        return Selection(name or "top1", cand[:, 0], np.full(len(rsrp_a), n_set_b, dtype=np.int64))
+    return measure_candidates(cand, rsrp_a, noise_dbm, rng, n_avg, n_set_b=n_set_b, name=name or f"top{k}", measure=measure)
 
 
 def nearest_position(train_pos: np.ndarray, train_best: np.ndarray, pos: np.ndarray, n_out: int, k: int = 5) -> np.ndarray:

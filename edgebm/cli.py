@@ -438,10 +438,10 @@ def _budget_table(report, title: str):
     for col in ("line", "value", "limit", "unit", "status", "note"):
         t.add_column(col, justify="right" if col in ("value", "limit") else "left")
     colors = {"pass": "green", "fail": "bold red", "warn": "yellow", "info": "dim"}
-    from .budget.gate import _fmt
+    from .numfmt import fmt_num
 
     for l in report.lines:
-        t.add_row(l.name, _fmt(l.value), _fmt(l.limit), l.unit, f"[{colors[l.status]}]{l.status.upper()}[/]", l.note)
+        t.add_row(l.name, fmt_num(l.value), fmt_num(l.limit), l.unit, f"[{colors.get(l.status, 'dim')}]{l.status.upper()}[/]", l.note)
     return t
 
 
@@ -613,7 +613,9 @@ def cmd_train(a: argparse.Namespace) -> int:
                                 for j in range(seq.shape[1])], "n": int(len(xs))}
     else:
         scores = model.decision_scores(test.rsrp_b if not getattr(model, "use_position", False) else model._x(test))
-        metrics = summarize(scores, test.rsrp_a, test.noise_dbm)
+        from .evaluate import dataset_beam_xy
+
+        metrics = summarize(scores, test.rsrp_a, test.noise_dbm, dataset_beam_xy(test))
     res = model.result
     config = {"family": a.model, "model": model.config(), "data": {"path": str(a.data), "meta": ds.meta, "n": len(ds),
               "split": {"train": len(train), "val": len(val), "test": len(test), "seed": a.seed}},
@@ -634,15 +636,14 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from rich.table import Table
 
     from .data import load_dataset
-    from .evaluate import COLUMNS, evaluation_rows, scores_from
+    from .evaluate import COLUMNS, choose_split, evaluation_rows, scores_from
     from .models.estimator import ModelError
+    from .numfmt import fmt_num
 
-    ds = load_dataset(a.data)
-    if a.split == "test":  # the held-out split edgebm train / export used with the same seed
-        ds = ds.split((0.8, 0.1, 0.1), seed=a.seed)[2]
     src = Path(a.source)
     if not src.exists():
         raise CliError(f"{src}: no such run or bundle folder")
+    ds, split = choose_split(load_dataset(a.data), src, a.split, a.seed)
     try:
         label, scores = scores_from(src, ds)
     except ModelError as e:
@@ -652,14 +653,15 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     train = load_dataset(a.train_data) if a.train_data else None
     rows = evaluation_rows(scores, ds, label, train=train, cycle_ms=a.cycle_ms, seed=a.seed)
     if a.json:
-        print(json.dumps({"source": str(src), "data": str(a.data), "n": len(ds), "rows": rows}, indent=2))
+        print(json.dumps({"source": str(src), "data": str(a.data), "split": split, "n": len(ds), "rows": rows}, indent=2))
         return EXIT_OK
-    t = Table(title=f"{src} on {a.data} ({len(ds)} samples, {ds.n_b}->{ds.n_a}, cycle {a.cycle_ms:g} ms)")
+    t = Table(title=f"{src} on {a.data}: {split}; {ds.n_b}->{ds.n_a} beams, cycle {a.cycle_ms:g} ms")
     for c in COLUMNS:
         t.add_column(c, justify="left" if c == "method" else "right")
     for r in rows:
-        t.add_row(*[("-" if r.get(c) is None else (f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]))) for c in COLUMNS])
+        t.add_row(*[fmt_num(r.get(c)) for c in COLUMNS])
     _console(False).print(t)
+    print(f"evaluated on {split}")
     return EXIT_OK
 
 
@@ -757,18 +759,6 @@ def cmd_verify(a: argparse.Namespace) -> int:
     if b.extra_files:
         print(f"not part of the bundle (ignored by the runtime): {', '.join(b.extra_files)}")
     return EXIT_OK
-
-
-# ---------------------------------------------------------------- bench
-def cmd_bench(a: argparse.Namespace) -> int:
-    root = Path(__file__).resolve().parents[1]
-    if not (root / "bench" / "__main__.py").is_file():
-        raise CliError("the benchmarks live in the source checkout's bench/ folder; run edgebm bench from a clone (pip install -e .)")
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    from bench.__main__ import main as bench_main
-
-    return bench_main([a.suite] + (["--quick"] if a.quick else []))
 
 
 # ---------------------------------------------------------------- parser
@@ -883,8 +873,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", required=True, help="BeamDataset .npz or shard folder to evaluate on")
     ev.add_argument("--train-data", default=None, help="training dataset for the nearest-position baseline")
     ev.add_argument("--cycle-ms", type=_float_arg(0.0), default=20.0, help="beam cycle for effective SE after overhead (default 20)")
-    ev.add_argument("--split", choices=("all", "test"), default="all", help="evaluate on all rows or on the held-out test split of train/export")
-    ev.add_argument("--seed", type=_SEED, default=0, help="split seed (as given to train/export) and seed of the baselines' measurement noise")
+    ev.add_argument("--split", choices=("auto", "all", "test"), default="auto",
+                    help="auto (default): the held-out test split when the data is the run's own training data, else all rows; "
+                         "test: the test split with --seed; all: every row")
+    ev.add_argument("--seed", type=_SEED, default=0, help="seed of the baselines' measurement noise (and the split seed for --split test)")
     ev.add_argument("--json", action="store_true", help="machine-readable output")
     ev.set_defaults(func=cmd_evaluate)
 
@@ -906,11 +898,6 @@ def build_parser() -> argparse.ArgumentParser:
     em.add_argument("--trusted-key", action="append", default=[], metavar="KEY.pub.pem",
                     help="refuse the bundle unless it is signed by this ed25519 public key (repeatable; extra: edgebm[sign])")
     em.set_defaults(func=cmd_emulate)
-
-    b = sub.add_parser("bench", help="run a benchmark suite (writes bench/results/)")
-    b.add_argument("suite", choices=("latency", "accuracy", "hetero", "compress", "throughput", "adaptation", "all"))
-    b.add_argument("--quick", action="store_true", help="small sizes (minutes)")
-    b.set_defaults(func=cmd_bench)
 
     c = sub.add_parser("check", help="run the budget gate on any ONNX file")
     c.add_argument("model", help="model .onnx")

@@ -17,6 +17,7 @@ __all__ = [
     "spectral_efficiency",
     "se_drop",
     "dba_score",
+    "beam_grid_xy",
     "effective_se",
     "summarize",
     "SSB_BEAM_MS",
@@ -67,12 +68,39 @@ def se_drop(rsrp_a: np.ndarray, chosen: np.ndarray, noise_dbm: np.ndarray) -> np
     return np.where(se_best > 0, 1.0 - se_chosen / np.maximum(se_best, 1e-12), 0.0)
 
 
+def beam_grid_xy(weights: np.ndarray, array_shape: tuple[int, int]) -> np.ndarray | None:
+    """Positions (A, 2) of the Set A beams on their 2-D beam grid, from the precoders ``weights`` (A, rows*cols)
+    of a half-wavelength UPA of ``array_shape``.
+
+    Each beam's spatial frequencies (psi_v, psi_h) are read from the phase step between adjacent elements
+    (``pi psi`` per element, :func:`edgebm.sim.arrays.upa_steering`); each axis is then divided by its smallest
+    step between distinct values, so neighbours on a DFT grid are 1 apart (a random subset of an oversampled DFT
+    is measured in oversampled steps). None when the weights do not encode distinct directions (then callers
+    fall back to the 1-D index distance).
+    """
+    w = np.asarray(weights)
+    rows, cols = (int(v) for v in array_shape)
+    if w.ndim != 2 or w.shape[1] != rows * cols or len(w) < 2:
+        return None
+    w = w.reshape(len(w), rows, cols)
+    psi_v = np.angle(w[:, 1, 0] * np.conj(w[:, 0, 0])) / np.pi if rows > 1 else np.zeros(len(w))
+    psi_h = np.angle(w[:, 0, 1] * np.conj(w[:, 0, 0])) / np.pi if cols > 1 else np.zeros(len(w))
+    xy = np.stack([psi_v, psi_h], 1).round(6)
+    if len(np.unique(xy, axis=0)) < len(xy):
+        return None
+    for j in range(2):
+        steps = np.diff(np.unique(xy[:, j]))
+        if len(steps):
+            xy[:, j] /= steps.min()
+    return xy
+
+
 def dba_score(top: np.ndarray, best: np.ndarray, beam_xy: np.ndarray | None = None, delta: float = 5.0) -> float:
     """Distance-based accuracy over the top-K predictions (DeepSense 6G definition, K = top.shape[1]).
 
     ``DBA = 1/K sum_{k=1..K} (1 - mean_n min_{k'<=k} min(d(top[n,k'], best[n]) / delta, 1))``.
-    ``d`` is the Euclidean distance between beam positions ``beam_xy`` (A, 2) in beam-grid units
-    (row, col of the 2-D codebook); with ``beam_xy=None`` it is the 1-D index distance.
+    ``d`` is the Euclidean distance between beam positions ``beam_xy`` (A, 2) on the 2-D beam grid
+    (:func:`beam_grid_xy`); with ``beam_xy=None`` it is the 1-D index distance (a 1-D codebook).
     """
     top = np.asarray(top)
     best = np.asarray(best)
@@ -92,7 +120,8 @@ def effective_se(se: np.ndarray, beams_measured: np.ndarray | float, cycle_ms: f
 
 
 def summarize(scores: np.ndarray, rsrp_a: np.ndarray, noise_dbm: np.ndarray, beam_xy: np.ndarray | None = None) -> dict[str, float]:
-    """Standard metric set for a model's scores on a labelled split (rounded floats, JSON-able)."""
+    """Standard metric set for a model's scores on a labelled split (rounded floats, JSON-able); ``beam_xy``
+    (:func:`beam_grid_xy`) makes ``dba_top3`` use distances on the 2-D beam grid."""
     best = rsrp_a.argmax(axis=1)
     chosen = scores.argmax(axis=1)
     drop = se_drop(rsrp_a, chosen, noise_dbm)

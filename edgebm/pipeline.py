@@ -20,12 +20,13 @@ import numpy as np
 
 from . import __version__
 from .budget import BudgetReport, run_gate, thop_flops
-from .budget.latency import ort_session
+from .runtime.session import ort_session
 from .data import BeamDataset, load_dataset
 from .atomic import ScratchDir
 from .deploy import check_parity, export_onnx, write_bundle
 from .deploy.bundle import bundle_out_dir
 from .deploy.onnx_export import INPUT_NAME, OUTPUT_NAMES
+from .evaluate import dataset_beam_xy
 from .metrics import summarize
 from .profiles import DeviceProfile, load_profile
 from .train import TrainConfig
@@ -283,13 +284,16 @@ def _variants(stem, model, prof, tmp, train, val, test, calib, max_drop, runs, p
     if isinstance(model, TorchBeamModel):
         for prec in [p for p in prof.precision.allowed if p != "fp32"]:
             variants.append(_quantised(stem, model, prec, fp32, tmp, calib, val, test, threads, max_drop, base))
+    # the head the UE updates (gate line trainable_head vs the profile's max_trainable_params)
+    head_params = sum(int(p.numel()) for p in model.module.head.parameters()) if base.info.get("feature_output") else None
     for c in variants:
         if c.error or c.onnx_path is None:
             continue
         progress("gate", 0, 1, c.name)
-        c.report = run_gate(c.onnx_path, prof, test.rsrp_b[:1], thop=thop if c.precision == "fp32" else None, runs=runs, precision=c.precision)
+        c.report = run_gate(c.onnx_path, prof, test.rsrp_b[:1], thop=thop if c.precision == "fp32" else None, runs=runs, precision=c.precision,
+                            head_params=head_params)
         scores = _scores(c.onnx_path, c.info["score_output"], c.info["score_kind"], test.rsrp_b, threads)
-        c.metrics = summarize(scores, test.rsrp_a, test.noise_dbm)
+        c.metrics = summarize(scores, test.rsrp_a, test.noise_dbm, dataset_beam_xy(test))
         progress("gate", 1, 1, f"{c.name}: {c.report.verdict}")
     return variants
 

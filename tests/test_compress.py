@@ -105,10 +105,10 @@ def test_exclusion_up_to_cap(trained, data, tmp_path):
     gemms = weighted_nodes(fp32)
     assert len(gemms) == 3
     res = quantize_onnx(fp32, tmp_path / "x.onnx", "int8_static", calib_x=data["xt"], eval_fn=ev, max_drop=-1.0)
-    assert len(res.excluded_nodes) == 1  # cap: half of the 3 weighted nodes
-    assert set(res.excluded_nodes) <= fp32_names and set(res.sensitivity) == set(gemms)
+    assert len(res.trials) == 2  # cap: half of the 3 weighted nodes -> one exclusion step tried
+    assert res.excluded_nodes == (res.trials[1]["excluded"] if res.trials[1]["kept"] else [])  # kept only if top-1 did not drop
+    assert set(res.trials[1]["excluded"]) <= fp32_names and set(res.sensitivity) == set(gemms)
     assert any("still >" in n for n in res.notes)
-    assert [t["excluded"] for t in res.trials] == [[], res.excluded_nodes]
     # the excluded Gemm reads a float32 weight initializer; the others dequantise int8 ones
     out = onnx.load(res.out_path)
     inits = {t.name: t.data_type for t in out.graph.initializer}
@@ -120,8 +120,25 @@ def test_exclusion_up_to_cap(trained, data, tmp_path):
     # the cheap proxy ranking (forced by max_trials=0) excludes the same number of nodes
     res2 = quantize_onnx(fp32, tmp_path / "y.onnx", "int8_static", calib_x=data["xt"], eval_fn=ev, max_drop=-1.0,
                          config=QuantConfig(max_trials=0, max_excluded_frac=1.0))
-    assert len(res2.excluded_nodes) == 3 and set(res2.excluded_nodes) == set(gemms)
+    assert len(res2.trials) == 4 and set(res2.trials[-1]["excluded"]) | set(res2.excluded_nodes) <= set(gemms)
+    kept = [res2.trials[0]["top1"]] + [t["top1"] for t in res2.trials[1:] if t["kept"]]
+    assert kept == sorted(kept) and res2.quant_top1 == kept[-1]  # every kept step kept or raised top-1
     assert any("proxy" in n for n in res2.notes)
+
+
+def test_exclusion_never_keeps_a_step_that_lowers_top1(trained, data, tmp_path):
+    _, fp32 = trained
+
+    def worse_with_every_fp32_gemm(path):  # top-1 0.9 minus 0.1 per Gemm left with a float32 weight
+        m = onnx.load(str(path))
+        floats = {t.name for t in m.graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+        return 0.9 - 0.1 * sum(1 for n in m.graph.node if n.op_type == "Gemm" and n.input[1] in floats)
+
+    res = quantize_onnx(fp32, tmp_path / "x.onnx", "int8_static", calib_x=data["xt"], eval_fn=worse_with_every_fp32_gemm, max_drop=-1.0,
+                        config=QuantConfig(max_excluded_frac=1.0))
+    # the fp32 model scores 0.9 - 0.3 = 0.6, fully quantised 0.9; each exclusion would cost 0.1: none is kept
+    assert res.excluded_nodes == [] and res.quant_top1 == pytest.approx(0.9)
+    assert len(res.trials) == 4 and not any(t["kept"] for t in res.trials[1:])
 
 
 def test_quantize_rejects_bad_input(trained, tmp_path):

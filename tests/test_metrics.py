@@ -51,3 +51,18 @@ def test_summarize_perfect():
     rsrp = rng.normal(-90, 5, size=(50, 8))
     m = M.summarize(rsrp.copy(), rsrp, np.full(50, -120.0))
     assert m["top1"] == 1.0 and m["within_1db"] == 1.0 and m["se_drop_mean"] == 0.0 and m["dba_top3"] == 1.0
+
+
+def test_dba_on_the_2d_beam_grid():
+    from edgebm.sim.arrays import upa_steering
+
+    # 2x2 DFT codebook on a 2x2 UPA, row-major: psi_v, psi_h in {-0.5, +0.5}; neighbours are 1 grid step apart
+    pv, ph = np.meshgrid([-0.5, 0.5], [-0.5, 0.5], indexing="ij")
+    xy = M.beam_grid_xy(upa_steering(pv.ravel(), ph.ravel(), (2, 2)), (2, 2))
+    np.testing.assert_allclose(xy, [[-0.5, -0.5], [-0.5, 0.5], [0.5, -0.5], [0.5, 0.5]], atol=1e-6)
+    # predicting beam 3 for true beam 0: one diagonal step, d = sqrt(2) on the grid (the index distance would say 3)
+    # DBA (K = 1, delta = 5) = 1 - sqrt(2) / 5 = 0.717157; with index distance 1 - 3 / 5 = 0.4
+    assert M.dba_score(np.array([[3]]), np.array([0]), xy) == pytest.approx(1 - np.sqrt(2) / 5, abs=1e-6)
+    assert M.dba_score(np.array([[3]]), np.array([0])) == pytest.approx(0.4)
+    # weights that do not encode distinct directions (the toy dataset's all-ones) -> None: index distance
+    assert M.beam_grid_xy(np.ones((4, 4), np.complex64), (2, 2)) is None

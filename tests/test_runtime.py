@@ -112,14 +112,15 @@ def test_head_update_moves_toward_new_labels_and_saves_new_version(toy_bundle, t
     from edgebm.runtime import HeadAdapter
 
     pred = Predictor(toy_bundle.bundle_dir)
-    x = toy_dataset.rsrp_b[:64]
-    # a domain shift: the "new codebook" relabels every beam by a fixed permutation
+    x = toy_dataset.rsrp_b[:400]
+    # a domain shift: the "new codebook" relabels every beam by a fixed permutation (400 labels: enough that the
+    # 20 % held back for the acceptance check are beams the update has seen; with 64 the guard rightly rolls back)
     perm = np.random.default_rng(0).permutation(64)
-    y_new = perm[toy_dataset.best_a[:64]]
+    y_new = perm[toy_dataset.best_a[:400]]
     before = np.mean(pred.predict(x, k=1)[0][:, 0] == y_new)
     ad = HeadAdapter(pred, lr=0.5, steps=200, seed=0, max_update_ms=1e6)
     st = ad.update(x, y_new)
-    assert st.loss_after < st.loss_before
+    assert st.accepted and st.loss_after < st.loss_before
     after = np.mean(pred.predict(x, k=1)[0][:, 0] == y_new)
     assert after > before + 0.3
     out = ad.save(tmp_path / "adapted")
@@ -135,10 +136,10 @@ def test_head_update_respects_time_budget(toy_bundle, toy_dataset):
 
     pred = Predictor(toy_bundle.bundle_dir)
     ad = HeadAdapter(pred, steps=10_000, seed=0, max_update_ms=2.0, slowdown=1.0)
-    st = ad.update(toy_dataset.rsrp_b[:32], toy_dataset.best_a[:32])
-    # the loop stops once 90% of the budget is spent: far fewer than the 10,000 steps asked for
-    # (no wall-clock bound asserted here: shared CI machines stall; the emulator reports the real times)
-    assert 1 <= st.steps < 10_000
+    st = ad.update(toy_dataset.rsrp_b[:40], toy_dataset.best_a[:40])
+    # 10,000 steps cannot fit in 2 ms: the budget ends the loop (how many steps fit depends on this host's load;
+    # tests/test_head_adapter.py checks the arithmetic on a deterministic clock)
+    assert st.steps < 10_000 and st.stop == "budget"
     assert st.budget_ms == 2.0 and st.device_ms == pytest.approx(st.host_ms)
 
 
@@ -148,4 +149,13 @@ def test_head_param_limit(toy_bundle):
     pred = Predictor(toy_bundle.bundle_dir)
     pred.manifest["profile_config"]["adaptation"]["max_trainable_params"] = 100
     with pytest.raises(BundleError, match="trainable parameters"):
+        HeadAdapter(pred)
+
+
+def test_head_adapter_refused_where_the_profile_forbids_updates(toy_bundle):
+    from edgebm.runtime import HeadAdapter
+
+    pred = Predictor(toy_bundle.bundle_dir)
+    pred.manifest.profile_config["adaptation"]["on_device_update"] = False
+    with pytest.raises(BundleError, match="on_device_update = false"):
         HeadAdapter(pred)

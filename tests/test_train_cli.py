@@ -33,6 +33,14 @@ def test_train_writes_run_and_evaluate_reads_it(toy_file, tmp_path, capsys):
     assert rows["exhaustive"]["beams_measured"] == 64 and rows["hierarchical"]["beams_measured"] == 20
     assert rows["mlp + top-3 refine"]["beams_measured"] == 19
     assert rows["genie"]["se_drop_mean"] == 0.0
+    # the data is the run's own: by default only its held-out test split (80 of 800 rows) enters the comparison
+    assert out["n"] == 80 and out["split"].startswith("held-out test split: 80 of 800 rows")
+    other = save_dataset(make_toy_dataset(300, seed=6), tmp_path / "other.npz")
+    assert main(["evaluate", str(run), "--data", str(other), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n"] == 300 and out["split"] == "all 300 rows (the data is not this run's training data)"
+    assert main(["evaluate", str(run), "--data", str(toy_file), "--split", "all"]) == 0
+    assert "evaluated on all 800 rows" in capsys.readouterr().out
 
 
 def test_distillation_run(toy_file, tmp_path):

@@ -120,10 +120,15 @@ def analyze_onnx(model: onnx.ModelProto | str | Path) -> GraphStats:
     wbytes_by: dict[str, int] = {}
     # scales and zero points of (de)quantisation are bookkeeping, not learned weights
     qparams = {n.input[i] for n in g.node if n.op_type in ("QuantizeLinear", "DequantizeLinear") for i in (1, 2) if len(n.input) > i}
+    # int32 tensors dequantised (QDQ biases) or fed as the bias of an integer kernel are learned biases
+    int_biases = {n.input[0] for n in g.node if n.op_type == "DequantizeLinear" and n.input} | {
+        n.input[8] for n in g.node if n.op_type == "QLinearConv" and len(n.input) > 8}
     for t in g.initializer:
         arr = numpy_helper.to_array(t)
-        # integer shape/axes constants are not learnable weights; int8/uint8 quantised weights are
-        if t.name not in qparams and ((arr.dtype.kind == "f" and arr.size > 1) or (arr.dtype.kind in "iu" and arr.dtype.itemsize == 1)):
+        # integer shape/axes constants are not learnable weights; int8/uint8 quantised weights and int32 quantised biases are
+        learned = (arr.dtype.kind == "f" and arr.size > 1) or (arr.dtype.kind in "iu" and arr.dtype.itemsize == 1) or (
+            arr.dtype == np.int32 and t.name in int_biases)
+        if t.name not in qparams and learned:
             params += arr.size
         wbytes_by[arr.dtype.name] = wbytes_by.get(arr.dtype.name, 0) + arr.nbytes
     for node in g.node:  # weights stored as Constant nodes count too

@@ -152,15 +152,13 @@ def weighted_nodes(model: onnx.ModelProto | str | Path, op_types: Sequence[str] 
 
 def make_top1_eval(x_val: np.ndarray, y_val: np.ndarray, threads: int = 1) -> Callable[[str | Path], float]:
     """``eval_fn(onnx_path) -> top-1`` of the first output on (x_val, y_val) with onnxruntime CPU."""
-    import onnxruntime as ort
+    from ..runtime.session import ort_session
 
     x = np.ascontiguousarray(x_val, dtype=np.float32)
     y = np.asarray(y_val)
 
     def eval_fn(path: str | Path) -> float:
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        sess = ort_session(path, threads)
         logits = sess.run([sess.get_outputs()[0].name], {sess.get_inputs()[0].name: x})[0]
         return float(np.mean(logits.reshape(-1, logits.shape[-1]).argmax(-1) == y.reshape(-1)))
 
@@ -294,7 +292,7 @@ def _output_error_proxy(fp32_path: Path, quant_path: Path, nodes: list[str], x: 
     The node's first output keeps its tensor name in QDQ graphs (a Q/DQ pair is inserted after it,
     or the node's output is renamed ``<name>_QuantizeLinear_Input``), so both graphs can expose it.
     """
-    import onnxruntime as ort
+    from ..runtime.session import ort_session
 
     fp = onnx.load(str(fp32_path))
     q = onnx.load(str(quant_path))
@@ -315,9 +313,7 @@ def _output_error_proxy(fp32_path: Path, quant_path: Path, nodes: list[str], x: 
         have = {o.name for o in m.graph.output}
         for t in sorted(names - have):
             m.graph.output.append(onnx.helper.make_empty_tensor_value_info(t))
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        sess = ort_session(m.SerializeToString(), 1, optimization="none")
         outs = [o.name for o in sess.get_outputs()]
         vals = sess.run(outs, {sess.get_inputs()[0].name: np.ascontiguousarray(x, np.float32)})
         return dict(zip(outs, vals))
@@ -394,9 +390,9 @@ def quantize_onnx(
         if pinned:
             make_all = q.make
             q.make = lambda excl, out: make_all([*pinned, *excl], out)  # type: ignore[method-assign]
-            notes.append(f"kept in fp32 by request: {', '.join(pinned)}")
+            notes.append(f"kept fp32 (on-device head): {', '.join(pinned)}")
         candidates = [c for c in weighted_nodes(pre_model, sorted(_QUANTISABLE[mode])) if c not in pinned]
-        left_fp32 = [n.name for n in pre_model.graph.node if n.op_type in WEIGHTED_OPS and n.name not in candidates]
+        left_fp32 = [n.name for n in pre_model.graph.node if n.op_type in WEIGHTED_OPS and n.name not in candidates and n.name not in pinned]
         if left_fp32:
             notes.append(f"{mode} cannot quantise {sorted({n.op_type for n in pre_model.graph.node if n.name in left_fp32})}: "
                          f"{len(left_fp32)} node(s) stay fp32 ({', '.join(left_fp32[:6])}{'...' if len(left_fp32) > 6 else ''})")
@@ -424,10 +420,12 @@ def quantize_onnx(
                     notes.append(f"exclusion ranked by weight size ({len(candidates)} candidates > max_trials={cfg.max_trials}, no calib_x)")
                 order = sorted(candidates, key=lambda n: (-sensitivity.get(n, float("-inf")), candidates.index(n)))
                 for node in order[:cap]:
-                    excluded.append(node)
-                    path = q.make(excluded, work / f"greedy_{len(excluded)}.onnx")
+                    path = q.make([*excluded, node], work / f"greedy_{len(trials)}.onnx")
                     top1 = float(eval_fn(str(path)))
-                    trials.append({"excluded": list(excluded), "top1": top1})
+                    trials.append({"excluded": [*excluded, node], "top1": top1, "kept": top1 >= quant_top1})
+                    if top1 < quant_top1:  # keeping this node in fp32 lowered top-1: do not keep the step
+                        continue
+                    excluded.append(node)
                     best, quant_top1 = path, top1
                     if fp32_top1 - top1 <= max_drop:
                         break

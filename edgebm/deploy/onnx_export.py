@@ -95,13 +95,10 @@ def export_onnx(model: nn.Module, sample: np.ndarray, path: str | Path, with_fea
 
 def check_parity(model: nn.Module, onnx_path: str | Path, x: np.ndarray, threads: int = 1) -> ParityReport:
     """Run torch and onnxruntime on ``x`` and compare logits (first output)."""
-    import onnxruntime as ort
-
+    from ..runtime.session import ort_session
     from ..train.loop import predict_logits
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    sess = ort_session(onnx_path, threads)
     x = np.ascontiguousarray(x, dtype=np.float32)
     got = sess.run([sess.get_outputs()[0].name], {sess.get_inputs()[0].name: x})[0]
     want = predict_logits(model, x)

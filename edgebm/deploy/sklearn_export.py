@@ -306,12 +306,9 @@ def export_sklearn(model: ClassicalBeamModel, path: str | Path, n_in: int) -> di
 
 def check_sklearn_parity(model: ClassicalBeamModel, path: str | Path, X: np.ndarray, threads: int = 1) -> ParityReport:
     """onnxruntime ``scores`` vs :meth:`ClassicalBeamModel.scores` on ``X``: max |diff| and top-1 agreement."""
-    import onnxruntime as ort
+    from ..runtime.session import ort_session
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    sess = ort_session(path, threads, quiet=True)
     x = np.ascontiguousarray(X, dtype=np.float32)
     got = sess.run([SCORE_OUTPUT], {INPUT_NAME: x})[0].astype(np.float64)
     want = model.scores(x).astype(np.float64)

@@ -1,11 +1,17 @@
 """The UE loop over time: measure, infer under a deadline, refine, fall back, adapt.
 
 Each beam cycle every UE measures Set B (noisy), runs the bundle through the torch-free runtime
-(one single-sample call per UE, timed and scaled to the profile's device), measures the top-K
-predicted narrow beams and keeps the strongest. A decision later than the inference deadline keeps
-the previous beam (stale). Low confidence or a serving-beam RSRP drop triggers a two-level
-hierarchical sweep; those sweeps and a periodic full sweep provide labels for the head-only
-on-device update. Exhaustive and hierarchical search run on the same trajectories for comparison.
+(one single-sample call per UE, timed and scaled to the profile's device) and then follows
+:func:`~edgebm.emulator.cycle.beam_cycle`: serving-beam re-measurement, full sweep when scheduled,
+hierarchical fallback on low confidence or an RSRP drop, the previous beam kept when the decision is
+late, otherwise top-K refinement. Every measured beam is charged to edgebm by component.
+
+Adaptation starts at the first shift (the window before it runs the bundle as shipped, so it is a
+clean "before" reference; a run without shifts never adapts). After each shift the UE gathers at most
+``max_labels`` labels of the new domain (full sweeps every ``full_sweep_every`` cycles while it wants
+labels, every ``idle_sweep_every`` otherwise; hierarchical fallbacks) and updates the head every
+``update_every`` cycles. Hierarchical and exhaustive search run on the same traces for comparison,
+through :mod:`edgebm.baselines`.
 """
 
 from __future__ import annotations
@@ -18,15 +24,16 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .. import baselines as B
 from .. import metrics as M
-from ..baselines import measure_beams
 from ..runtime import HeadAdapter, Predictor
 from ..sim import ScenarioConfig, simulate_trajectories
+from .cycle import COMPONENTS, CyclePolicy, UEState, beam_cycle
 
 from ..errors import EmulatorConfigError, EmulatorError
 from ..profiles import SSB_PERIODS_MS
 
-__all__ = ["Shift", "EmulatorConfig", "EmulatorResult", "parse_shift", "run_emulator", "SSB_PERIODS_MS"]
+__all__ = ["Shift", "EmulatorConfig", "EmulatorResult", "Phase", "Infer", "parse_shift", "emulate_traces", "run_emulator", "SSB_PERIODS_MS"]
 
 
 @dataclass(frozen=True)
@@ -160,22 +167,183 @@ class EmulatorConfig:
 
 @dataclass
 class EmulatorResult:
-    """Per-cycle traces (cycles, UEs) and totals; written by :mod:`edgebm.emulator.report`."""
+    """Per-cycle traces (cycles T, UEs U) and totals; written by :mod:`edgebm.emulator.report`."""
 
     config: dict[str, Any]
     t_s: np.ndarray  # (T,) cycle start times
     se: dict[str, np.ndarray]  # method -> (T, U) SE of the serving beam, b/s/Hz
     se_genie: np.ndarray  # (T, U)
-    beams: dict[str, np.ndarray]  # method -> (T, U) beams measured
+    beams: dict[str, np.ndarray]  # method -> (T, U) beams measured, all components
+    beam_parts: dict[str, dict[str, np.ndarray]]  # method -> component -> (T, U) beams measured
+    served: np.ndarray  # (T, U) Set A beam edgebm served
     latency_ms: np.ndarray  # (T, U) device-scaled inference latency
     deadline_ms: float
-    stale: np.ndarray  # (T, U) bool: decision missed the deadline
-    fallback: np.ndarray  # (T, U) bool
+    stale: np.ndarray  # (T, U) bool: decision missed the deadline and the previous beam was kept
+    fallback: np.ndarray  # (T, U) bool: hierarchical fallback (either rule)
+    fallback_conf: np.ndarray  # (T, U) bool: ... because the top-1 confidence was low
+    fallback_drop: np.ndarray  # (T, U) bool: ... because the serving beam's RSRP dropped
     full_sweep: np.ndarray  # (T, U) bool
-    updates: list[dict[str, float]] = field(default_factory=list)
-    shifts: list[dict[str, Any]] = field(default_factory=list)
+    updates: list[dict[str, Any]] = field(default_factory=list)  # one per head update: t_s, phase, UpdateStats fields
+    shifts: list[dict[str, Any]] = field(default_factory=list)  # kind, value, at_s, cycle
+    labels: list[dict[str, int]] = field(default_factory=list)  # per phase: gathered (<= max_labels), used by updates
+    adaptation_from_s: float | None = None  # adaptation starts at the first shift; None = never
     cycle_ms: float = 20.0
     seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Phase:
+    """The cycles ``[start, start + len(rsrp_b))`` under one scenario (arrays (cycles, U, ...))."""
+
+    start: int
+    rsrp_b: np.ndarray  # (Tp, U, |B|) measured (noisy) Set B RSRP, dBm
+    rsrp_a: np.ndarray  # (Tp, U, |A|) true Set A RSRP, dBm
+    noise_dbm: np.ndarray  # (Tp, U)
+    children: np.ndarray  # (|B|, c) narrow beams under each wide beam (hierarchical search)
+    name: str = "base"
+
+
+#: ``infer(rsrp_b (U, |B|)) -> (top (U, K) beams best first, top-1 probability (U,), device-scaled latency (U,) ms)``
+Infer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+class _LabelWindow:
+    """Labels for the on-device update, counted per shift window.
+
+    Adaptation starts at the first shift: the window before it runs the bundle exactly as shipped (it is
+    the "before" reference). After each shift the pending labels and the adapter's buffers of the old domain
+    are dropped, and at most ``max_labels`` labels of the new domain are gathered.
+    """
+
+    def __init__(self, adapter: Any, cfg: EmulatorConfig, n_phases: int) -> None:
+        self.adapter, self.cfg = adapter, cfg
+        self.phase, self.active = 0, False
+        self.gathered, self.used = [0] * n_phases, [0] * n_phases
+        self.xs: list[np.ndarray] = []
+        self.ys: list[np.ndarray] = []
+
+    def start(self, phase: int, n_a: int) -> None:
+        self.phase, self.xs, self.ys = phase, [], []
+        self.active = self.adapter is not None and n_a == self.adapter.n_classes
+        if self.adapter is not None:
+            self.adapter.reset()
+
+    @property
+    def wants_labels(self) -> bool:
+        return self.active and self.gathered[self.phase] < self.cfg.max_labels
+
+    def collect(self, rsrp_b: np.ndarray, label: np.ndarray) -> None:
+        if not self.wants_labels:
+            return
+        keep = np.flatnonzero(label >= 0)[: self.cfg.max_labels - self.gathered[self.phase]]
+        if len(keep):
+            self.xs.append(rsrp_b[keep])
+            self.ys.append(label[keep])
+            self.gathered[self.phase] += len(keep)
+
+    def update(self) -> Any:
+        st = self.adapter.update(np.concatenate(self.xs), np.concatenate(self.ys))
+        self.used[self.phase] += st.n_new
+        self.xs, self.ys = [], []
+        return st
+
+
+def emulate_traces(
+    phases: list[Phase],
+    infer: Infer,
+    cfg: EmulatorConfig,
+    *,
+    cycle_ms: float,
+    deadline_ms: float,
+    adapter: Any = None,
+    measure: B.Measure | None = None,
+    n_avg: int = 24,
+    progress: Callable[[str, float, float, str], None] | None = None,
+) -> EmulatorResult:
+    """The UE loop over given RSRP traces (no simulator needed): :func:`beam_cycle` per cycle, labels and head
+    updates, then hierarchical and exhaustive search on the same traces through :mod:`edgebm.baselines`.
+
+    ``phases`` are consecutive (``phases[0].start == 0``); each later phase is a shift. ``measure`` replaces
+    the noisy measurement (seeded from ``cfg.seed``) for the UE and the comparators, e.g. with an exact one in
+    tests. ``adapter`` is a :class:`~edgebm.runtime.HeadAdapter` (or None: no on-device update).
+    """
+    T = phases[-1].start + len(phases[-1].rsrp_b)
+    U = phases[0].rsrp_b.shape[1]
+    ue_measure = measure or _noisy(cfg.seed + 1, n_avg)
+    base_measure = measure or _noisy(cfg.seed + 2, n_avg)
+    policy = CyclePolicy(deadline_ms=deadline_ms, confidence=cfg.confidence, drop_db=cfg.drop_db)
+    state = UEState.fresh(U)
+    window = _LabelWindow(adapter if cfg.adapt else None, cfg, len(phases))
+    trace = {name: np.zeros((T, U), dtype=bool) for name in ("stale", "fallback_conf", "fallback_drop", "full_sweep")}
+    parts = {c: np.zeros((T, U), dtype=np.int64) for c in COMPONENTS}
+    se, se_genie, latency = np.zeros((T, U)), np.zeros((T, U)), np.zeros((T, U))
+    served = np.zeros((T, U), dtype=np.int64)
+    updates: list[dict[str, Any]] = []
+    stagger = np.arange(U)  # full sweeps of different UEs fall on different cycles
+
+    for i, ph in enumerate(phases):
+        if i > 0:
+            state.forget()
+            window.start(i, ph.rsrp_a.shape[-1])
+        for j in range(len(ph.rsrp_b)):
+            t = ph.start + j
+            xb, xa, nz = ph.rsrp_b[j], ph.rsrp_a[j], ph.noise_dbm[j]
+            top, conf, latency[t] = infer(xb)
+            every = cfg.full_sweep_every if window.wants_labels else cfg.idle_sweep_every
+            sweep = (every > 0) & ((t + stagger) % max(every, 1) == 0)
+            out = beam_cycle(state, xb, xa, nz, ph.children, top, conf, latency[t], sweep, policy, ue_measure)
+            se[t], se_genie[t], served[t] = out.se, out.se_genie, out.served
+            for c in COMPONENTS:
+                parts[c][t] = out.beams[c]
+            for name in trace:
+                trace[name][t] = getattr(out, name)
+            window.collect(xb, out.label)
+            if window.xs and (t + 1) % cfg.update_every == 0:
+                updates.append({"t_s": (t + 1) * cycle_ms / 1e3, "phase": i, **asdict(window.update())})
+            if progress and (t % 10 == 0 or t == T - 1):
+                progress("emulate", t + 1, T, f"SE {se[t].mean():.2f} / genie {se_genie[t].mean():.2f} b/s/Hz")
+
+    se_hs, se_ex = np.zeros((T, U)), np.zeros((T, U))
+    hs_parts = {"set_b": np.zeros((T, U), dtype=np.int64), "children": np.zeros((T, U), dtype=np.int64)}
+    ex_parts = {"set_a": np.zeros((T, U), dtype=np.int64)}
+    for ph in phases:  # comparators on the same traces, vectorised over the phase's cycles
+        rows = slice(ph.start, ph.start + len(ph.rsrp_b))
+        shape = ph.rsrp_a.shape[:2]
+        fa, fb, fn = ph.rsrp_a.reshape(-1, ph.rsrp_a.shape[-1]), ph.rsrp_b.reshape(-1, ph.rsrp_b.shape[-1]), ph.noise_dbm.reshape(-1)
+        hs = B.hierarchical_search(fb, fa, ph.children, fn, measure=base_measure)
+        ex = B.exhaustive_search(fa, fn, measure=base_measure)
+        se_hs[rows] = M.spectral_efficiency(np.take_along_axis(fa, hs.chosen[:, None], 1)[:, 0], fn).reshape(shape)
+        se_ex[rows] = M.spectral_efficiency(np.take_along_axis(fa, ex.chosen[:, None], 1)[:, 0], fn).reshape(shape)
+        hs_parts["set_b"][rows] = fb.shape[1]
+        hs_parts["children"][rows] = ph.children.shape[1]
+        ex_parts["set_a"][rows] = fa.shape[1]
+
+    all_parts = {"edgebm": parts, "hierarchical": hs_parts, "exhaustive": ex_parts}
+    return EmulatorResult(
+        config={},
+        t_s=np.arange(T) * cycle_ms / 1e3,
+        se={"edgebm": se, "hierarchical": se_hs, "exhaustive": se_ex},
+        se_genie=se_genie,
+        beams={m: sum(p.values()) for m, p in all_parts.items()},
+        beam_parts=all_parts,
+        served=served,
+        latency_ms=latency,
+        deadline_ms=deadline_ms,
+        stale=trace["stale"],
+        fallback=trace["fallback_conf"] | trace["fallback_drop"],
+        fallback_conf=trace["fallback_conf"],
+        fallback_drop=trace["fallback_drop"],
+        full_sweep=trace["full_sweep"],
+        updates=updates,
+        labels=[{"phase": i, "gathered": g, "used": u} for i, (g, u) in enumerate(zip(window.gathered, window.used))],
+        adaptation_from_s=(phases[1].start * cycle_ms / 1e3) if (len(phases) > 1 and window.adapter is not None) else None,
+        cycle_ms=cycle_ms,
+    )
+
+
+def _noisy(seed: int, n_avg: int) -> B.Measure:
+    rng = np.random.default_rng(seed)
+    return lambda r, n: B.measure_beams(r, n, rng, n_avg)
 
 
 def _scenario_for(pred: Predictor) -> ScenarioConfig:
@@ -188,6 +356,22 @@ def _scenario_for(pred: Predictor) -> ScenarioConfig:
         raise EmulatorError(f"{pred.bundle_dir}: the bundle's scenario is not one the simulator can run ({e})") from None
 
 
+def _predictor_infer(pred: Predictor, k: int, slowdown: float) -> Infer:
+    """One single-sample call per UE (each UE runs its own model), timed on this host and scaled to the device."""
+
+    def infer(xb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        n = len(xb)
+        top, conf, lat = np.zeros((n, k), dtype=np.int64), np.zeros(n), np.zeros(n)
+        for u in range(n):
+            t0 = time.perf_counter_ns()
+            b, p = pred.predict(xb[u], k=k)
+            lat[u] = (time.perf_counter_ns() - t0) / 1e6 * slowdown
+            top[u], conf[u] = b, p[0]
+        return top, conf, lat
+
+    return infer
+
+
 def run_emulator(
     bundle: str | Path,
     cfg: EmulatorConfig,
@@ -195,163 +379,49 @@ def run_emulator(
     trusted_keys: Sequence[Any] | None = None,
 ) -> EmulatorResult:
     """Run ``cfg.n_ues`` UEs for ``cfg.duration_s`` with the bundle at ``bundle`` (signed by one of
-    ``trusted_keys`` when given)."""
+    ``trusted_keys`` when given) on simulated trajectories."""
     t_start = time.perf_counter()
     pred = Predictor(bundle, trusted_keys=trusted_keys)
     prof = pred.manifest.profile_config
     timing, compute = prof["timing"], prof["compute"]
     cycle_ms = float(cfg.ssb_period_ms or cfg.beam_cycle_ms or timing["ssb_period_ms"] or timing["beam_cycle_ms"])
     deadline_ms = float(cfg.deadline_ms if cfg.deadline_ms is not None else timing["inference_budget_ms"])
-    slowdown = float(compute["slowdown_vs_host"])
     n_steps = max(2, int(round(cfg.duration_s * 1e3 / cycle_ms)))
     base = _scenario_for(pred)
 
     # the same UEs on the same streets; each shift changes the scenario from its cycle on
-    phases = sorted(cfg.shifts, key=lambda s: s.at_s)
+    ordered = sorted(cfg.shifts, key=lambda s: s.at_s)
     cfgs = [base]
-    for s in phases:
+    for s in ordered:
         cfgs.append(s.apply(cfgs[-1]))
+    starts = [0] + [min(n_steps, int(round(s.at_s * 1e3 / cycle_ms))) for s in ordered] + [n_steps]
     if progress:
         progress("simulate", 0, len(cfgs), f"{cfg.n_ues} UEs x {n_steps} cycles")
-    sims = []
+    phases = []
     for i, c in enumerate(cfgs):
-        sims.append(simulate_trajectories(c, n_ues=cfg.n_ues, n_steps=n_steps, dt_s=cycle_ms / 1e3, seed=cfg.seed))
+        sim = simulate_trajectories(c, n_ues=cfg.n_ues, n_steps=n_steps, dt_s=cycle_ms / 1e3, seed=cfg.seed)
+
+        def grid(name: str, sim=sim, i=i) -> np.ndarray:  # rows are ordered (traj_id, t) -> (T, U, ...), this phase's cycles
+            arr = getattr(sim, name)
+            return np.swapaxes(arr.reshape((cfg.n_ues, n_steps) + arr.shape[1:]), 0, 1)[starts[i] : starts[i + 1]]
+
+        phases.append(Phase(starts[i], grid("rsrp_b"), grid("rsrp_a"), grid("noise_dbm"), np.asarray(sim.codebooks["children"]),
+                            "base" if i == 0 else f"{ordered[i - 1].kind}:{ordered[i - 1].value}"))
         if progress:
             progress("simulate", i + 1, len(cfgs), c.city)
-    starts = [0] + [min(n_steps, int(round(s.at_s * 1e3 / cycle_ms))) for s in phases]
-    phase_of = np.zeros(n_steps, dtype=int)
-    for i, st in enumerate(starts):
-        phase_of[st:] = i
+    if phases[0].rsrp_b.shape[-1] != pred.n_b:
+        raise EmulatorError(f"bundle expects |Set B| = {pred.n_b}, scenario gives {phases[0].rsrp_b.shape[-1]}")
+    phases = [p for p in phases if len(p.rsrp_b)]  # a shift at or past the end leaves an empty phase
 
-    def grid(sim, name: str) -> np.ndarray:  # rows are ordered (traj_id, t) -> (T, U, ...)
-        arr = getattr(sim, name)
-        return np.swapaxes(arr.reshape((cfg.n_ues, n_steps) + arr.shape[1:]), 0, 1)
-
-    rsrp_b = [grid(s, "rsrp_b") for s in sims]
-    rsrp_a = [grid(s, "rsrp_a") for s in sims]
-    noise = [grid(s, "noise_dbm") for s in sims]
-    children = [np.asarray(s.codebooks["children"]) for s in sims]
-    n_avg = base.n_subcarriers
-    if rsrp_b[0].shape[-1] != pred.n_b:
-        raise EmulatorError(f"bundle expects |Set B| = {pred.n_b}, scenario gives {rsrp_b[0].shape[-1]}")
-
-    rng = np.random.default_rng(cfg.seed + 1)
-    adapter = HeadAdapter(pred, lr=cfg.adapt_lr, steps=cfg.adapt_steps, seed=cfg.seed) if cfg.adapt and pred.head is not None else None
-    U, T = cfg.n_ues, n_steps
-    se_model = np.zeros((T, U))
-    se_genie = np.zeros((T, U))
-    beams_model = np.zeros((T, U), dtype=np.int64)
-    latency = np.zeros((T, U))
-    stale = np.zeros((T, U), dtype=bool)
-    fallback = np.zeros((T, U), dtype=bool)
-    full = np.zeros((T, U), dtype=bool)
-    serving = np.full(U, -1, dtype=np.int64)
-    serving_rsrp = np.full(U, -np.inf)
-    pending_x: list[np.ndarray] = []
-    pending_y: list[np.ndarray] = []
-    labels_since_shift = 0
-    updates: list[dict[str, float]] = []
-    sweep_phase = np.arange(U)  # stagger full sweeps across UEs
+    on_device = prof.get("adaptation", {}).get("on_device_update", True) is not False  # the profile may forbid updates
+    adapter = (HeadAdapter(pred, lr=cfg.adapt_lr, steps=cfg.adapt_steps, seed=cfg.seed)
+               if cfg.adapt and on_device and pred.head is not None and len(phases) > 1 else None)
     for _ in range(20):  # warm the session up so first-call costs do not count as deadline misses
-        pred.predict(rsrp_b[0][0, 0], k=cfg.k_refine)
-
-    for t in range(T):
-        ph = phase_of[t]
-        if t > 0 and ph != phase_of[t - 1]:
-            labels_since_shift = 0
-            serving[:] = -1  # beam indices of a new codebook mean something else
-        xb, xa, nz = rsrp_b[ph][t], rsrp_a[ph][t], noise[ph][t]
-        n_a = xa.shape[1]
-        # inference: one single-sample call per UE, timed, scaled to the device
-        top = np.zeros((U, cfg.k_refine), dtype=np.int64)
-        conf = np.zeros(U)
-        for u in range(U):
-            t0 = time.perf_counter_ns()
-            b, p = pred.predict(xb[u], k=cfg.k_refine)
-            latency[t, u] = (time.perf_counter_ns() - t0) / 1e6 * slowdown
-            top[u], conf[u] = b, p[0]
-        top = np.minimum(top, n_a - 1)  # a codebook shift to a smaller Set A
-        late = latency[t] > deadline_ms
-        stale[t] = late & (serving >= 0)
-        # refinement: measure the K predicted beams (noisy), keep the best
-        meas = measure_beams(np.take_along_axis(xa, top, 1), nz, rng, n_avg)
-        chosen = np.take_along_axis(top, meas.argmax(1)[:, None], 1)[:, 0]
-        chosen_meas = meas.max(1)
-        beams_model[t] = pred.n_b + cfg.k_refine
-        # fallback: low confidence, or the serving beam lost more than drop_db since the last cycle
-        cur = np.where(serving >= 0, measure_beams(np.take_along_axis(xa, np.maximum(serving, 0)[:, None], 1), nz, rng, n_avg)[:, 0], np.inf)
-        fb = (conf < cfg.confidence) | (cur < serving_rsrp - cfg.drop_db)
-        # active learning: frequent full sweeps while the adapter wants labels, rare ones afterwards
-        every = cfg.full_sweep_every if (adapter is not None and labels_since_shift < cfg.max_labels) else cfg.idle_sweep_every
-        sweep = (every > 0) & ((t + sweep_phase) % max(every, 1) == 0)
-        fb &= ~sweep
-        lab = np.full(U, -1, dtype=np.int64)
-        if fb.any():
-            cand = children[ph][xb[fb].argmax(1)]
-            m2 = measure_beams(np.take_along_axis(xa[fb], cand, 1), nz[fb], rng, n_avg)
-            best = np.take_along_axis(cand, m2.argmax(1)[:, None], 1)[:, 0]
-            chosen[fb], chosen_meas[fb] = best, m2.max(1)
-            beams_model[t, fb] = pred.n_b + cand.shape[1]
-            lab[fb] = best
-        if sweep.any():
-            m3 = measure_beams(xa[sweep], nz[sweep], rng, n_avg)
-            chosen[sweep], chosen_meas[sweep] = m3.argmax(1), m3.max(1)
-            beams_model[t, sweep] = n_a
-            lab[sweep] = m3.argmax(1)
-        fallback[t], full[t] = fb, sweep
-        # a late decision keeps the previous beam
-        final = np.where(stale[t], serving, chosen)
-        serving = final
-        serving_rsrp = np.where(stale[t], serving_rsrp, chosen_meas)
-        se_model[t] = M.spectral_efficiency(np.take_along_axis(xa, final[:, None], 1)[:, 0], nz)
-        se_genie[t] = M.spectral_efficiency(xa.max(1), nz)
-        # labels for the on-device update
-        if adapter is not None and (lab >= 0).any() and labels_since_shift < cfg.max_labels and n_a == pred.n_a:
-            keep = np.flatnonzero(lab >= 0)[: cfg.max_labels - labels_since_shift]
-            pending_x.append(xb[keep])
-            pending_y.append(lab[keep])
-            labels_since_shift += len(keep)
-        if adapter is not None and pending_y and (t + 1) % cfg.update_every == 0:
-            st = adapter.update(np.concatenate(pending_x), np.concatenate(pending_y))
-            updates.append({"t_s": (t + 1) * cycle_ms / 1e3, **asdict(st)})
-            pending_x, pending_y = [], []
-        if progress and (t % 10 == 0 or t == T - 1):
-            progress("emulate", t + 1, T, f"SE {se_model[t].mean():.2f} / genie {se_genie[t].mean():.2f} b/s/Hz")
-
-    # comparators on the same trajectories, vectorised over all cycles
-    se_ex = np.zeros((T, U))
-    se_hs = np.zeros((T, U))
-    beams_hs = np.zeros((T, U), dtype=np.int64)
-    beams_ex = np.zeros((T, U), dtype=np.int64)
-    for ph in range(len(cfgs)):
-        rows = phase_of == ph
-        if not rows.any():
-            continue
-        xa, xb, nz = rsrp_a[ph][rows], rsrp_b[ph][rows], noise[ph][rows]
-        flat_a, flat_b, flat_n = xa.reshape(-1, xa.shape[-1]), xb.reshape(-1, xb.shape[-1]), nz.reshape(-1)
-        ex = measure_beams(flat_a, flat_n, rng, n_avg).argmax(1)
-        se_ex[rows] = M.spectral_efficiency(np.take_along_axis(flat_a, ex[:, None], 1)[:, 0], flat_n).reshape(xa.shape[:2])
-        cand = children[ph][flat_b.argmax(1)]
-        m = measure_beams(np.take_along_axis(flat_a, cand, 1), flat_n, rng, n_avg)
-        hs = np.take_along_axis(cand, m.argmax(1)[:, None], 1)[:, 0]
-        se_hs[rows] = M.spectral_efficiency(np.take_along_axis(flat_a, hs[:, None], 1)[:, 0], flat_n).reshape(xa.shape[:2])
-        beams_hs[rows] = flat_b.shape[1] + cand.shape[1]
-        beams_ex[rows] = flat_a.shape[1]
-
-    return EmulatorResult(
-        config={**asdict(cfg), "shifts": [asdict(s) for s in cfg.shifts], "bundle": str(bundle), "profile": pred.manifest.profile,
-                "family": pred.manifest.family, "scenario": base.to_dict()},
-        t_s=np.arange(T) * cycle_ms / 1e3,
-        se={"edgebm": se_model, "hierarchical": se_hs, "exhaustive": se_ex},
-        se_genie=se_genie,
-        beams={"edgebm": beams_model, "hierarchical": beams_hs, "exhaustive": beams_ex},
-        latency_ms=latency,
-        deadline_ms=deadline_ms,
-        stale=stale,
-        fallback=fallback,
-        full_sweep=full,
-        updates=updates,
-        shifts=[{**asdict(s), "cycle": int(st)} for s, st in zip(phases, starts[1:])],
-        cycle_ms=cycle_ms,
-        seconds=time.perf_counter() - t_start,
-    )
+        pred.predict(phases[0].rsrp_b[0, 0], k=cfg.k_refine)
+    res = emulate_traces(phases, _predictor_infer(pred, cfg.k_refine, float(compute["slowdown_vs_host"])), cfg, cycle_ms=cycle_ms,
+                         deadline_ms=deadline_ms, adapter=adapter, n_avg=base.n_subcarriers, progress=progress)
+    res.config = {**asdict(cfg), "shifts": [asdict(s) for s in cfg.shifts], "bundle": str(bundle), "profile": pred.manifest.profile,
+                  "family": pred.manifest.family, "scenario": base.to_dict()}
+    res.shifts = [{**asdict(s), "cycle": int(st)} for s, st in zip(ordered, starts[1:-1]) if st < n_steps]
+    res.seconds = time.perf_counter() - t_start
+    return res

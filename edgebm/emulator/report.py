@@ -15,7 +15,7 @@ from .loop import EmulatorResult
 __all__ = ["compute_kpis", "write_report"]
 
 
-def _method_kpis(se: np.ndarray, genie: np.ndarray, beams: np.ndarray, cycle_ms: float) -> dict[str, float]:
+def _method_kpis(se: np.ndarray, genie: np.ndarray, beams: np.ndarray, parts: dict[str, np.ndarray], cycle_ms: float) -> dict[str, Any]:
     drop = np.where(genie > 0, 1.0 - se / np.maximum(genie, 1e-12), 0.0)
     eff = M.effective_se(se, beams, cycle_ms)
     return {
@@ -23,8 +23,15 @@ def _method_kpis(se: np.ndarray, genie: np.ndarray, beams: np.ndarray, cycle_ms:
         "se_drop_mean": float(drop.mean()),
         "se_drop_p90": float(np.percentile(drop, 90)),
         "beams_per_cycle": float(beams.mean()),
+        "beams_by_component": {c: float(v.mean()) for c, v in parts.items()},
         "effective_se_mean": float(eff.mean()),
     }
+
+
+def _all_methods(res: EmulatorResult, a: int = 0, b: int | None = None) -> dict[str, dict[str, Any]]:
+    rows = slice(a, b)
+    return {m: _method_kpis(res.se[m][rows], res.se_genie[rows], res.beams[m][rows], {c: v[rows] for c, v in res.beam_parts[m].items()},
+                            res.cycle_ms) for m in res.se}
 
 
 def _windows(res: EmulatorResult, window: int) -> list[dict[str, Any]]:
@@ -41,31 +48,37 @@ def _windows(res: EmulatorResult, window: int) -> list[dict[str, Any]]:
     return out
 
 
+def _timing(ms: list[float]) -> dict[str, float]:
+    return {"device_ms_mean": float(np.mean(ms)) if ms else 0.0, "device_ms_p99": float(np.percentile(ms, 99)) if ms else 0.0,
+            "device_ms_max": float(np.max(ms)) if ms else 0.0}
+
+
 def compute_kpis(res: EmulatorResult, window: int = 50) -> dict[str, Any]:
-    """Totals per method, per-shift before / just-after / adapted windows, timing, fallback, updates."""
-    methods = {m: _method_kpis(res.se[m], res.se_genie, res.beams[m], res.cycle_ms) for m in res.se}
+    """Totals per method (with beams per cycle by component), per-shift before / just-after / adapted windows,
+    timing, fallback by rule, and the on-device updates (measured device time, overruns, rollbacks)."""
     shifts = []
-    for w in _windows(res, window):
+    for i, w in enumerate(_windows(res, window)):
         row: dict[str, Any] = {"shift": w["shift"], "at_s": w["at_s"]}
         for name in ("before", "just_after", "adapted"):
             a, b = w[name]
-            row[name] = {"cycles": [int(a), int(b)],
-                         **{m: _method_kpis(res.se[m][a:b], res.se_genie[a:b], res.beams[m][a:b], res.cycle_ms) for m in res.se}}
+            row[name] = {"cycles": [int(a), int(b)], **_all_methods(res, a, b)}
         # relative SE (SE / genie SE) after adaptation over relative SE before the shift: a new array or
         # city changes the absolute SE the genie can reach, so absolute SE ratios would mislead
         pre = 1.0 - row["before"]["edgebm"]["se_drop_mean"]
         row["recovered_fraction"] = float((1.0 - row["adapted"]["edgebm"]["se_drop_mean"]) / pre) if pre > 0 else None
-        row["labels_used"] = int(sum(u["n_new"] for u in res.updates if w["at_s"] <= u["t_s"]))
+        lab = res.labels[i + 1] if i + 1 < len(res.labels) else {"gathered": 0, "used": 0}
+        row["labels_gathered"], row["labels_used"] = int(lab["gathered"]), int(lab["used"])
         row["beats_hs_effective_se"] = bool(row["adapted"]["edgebm"]["effective_se_mean"] > row["adapted"]["hierarchical"]["effective_se_mean"])
         shifts.append(row)
     lat = res.latency_ms
     upd = [u["device_ms"] for u in res.updates]
+    budget = float(res.updates[0]["budget_ms"]) if res.updates else None
     return {
         "config": res.config,
         "cycles": int(len(res.t_s)),
         "ues": int(res.latency_ms.shape[1]),
         "cycle_ms": res.cycle_ms,
-        "methods": methods,
+        "methods": _all_methods(res),
         "shifts": shifts,
         "timing": {
             "deadline_ms": res.deadline_ms,
@@ -77,13 +90,19 @@ def compute_kpis(res: EmulatorResult, window: int = 50) -> dict[str, Any]:
             "stale_decisions": int(res.stale.sum()),
         },
         "fallback_rate": float(res.fallback.mean()),
+        "fallback_rate_low_confidence": float(res.fallback_conf.mean()),
+        "fallback_rate_rsrp_drop": float(res.fallback_drop.mean()),
         "full_sweep_rate": float(res.full_sweep.mean()),
         "adaptation": {
+            "starts_at_s": res.adaptation_from_s,
             "updates": len(res.updates),
             "labels": int(sum(u["n_new"] for u in res.updates)),
-            "device_ms_mean": float(np.mean(upd)) if upd else 0.0,
-            "device_ms_max": float(np.max(upd)) if upd else 0.0,
-            "budget_ms": float(res.updates[0]["budget_ms"]) if res.updates else None,
+            "steps_mean": float(np.mean([u["steps"] for u in res.updates])) if res.updates else 0.0,
+            **_timing(upd),
+            "host_wall_ms_p99": float(np.percentile([u["wall_ms"] for u in res.updates], 99)) if res.updates else 0.0,
+            "budget_ms": budget,
+            "overruns": int(sum(bool(u["overrun"]) for u in res.updates)),
+            "rolled_back": int(sum(not u["accepted"] for u in res.updates)),
         },
         "wall_seconds": round(res.seconds, 2),
     }
@@ -104,35 +123,46 @@ def _summary_md(k: dict[str, Any]) -> str:
     ]
     for m, v in k["methods"].items():
         lines.append(f"| {m} | {v['se_mean']:.3f} | {v['se_drop_mean']:.4f} | {v['se_drop_p90']:.4f} | {v['beams_per_cycle']:.1f} | {v['effective_se_mean']:.3f} |")
+    lines += ["", "What each method pays, beams measured per UE and cycle by component (effective SE = SE x (1 - beams x "
+              f"{M.SSB_BEAM_MS:.4g} ms / {k['cycle_ms']:g} ms)):", "", "| method | component | beams/cycle |", "|---|---|---:|"]
+    for m, v in k["methods"].items():
+        lines += [f"| {m} | {c} | {b:.3f} |" for c, b in v["beams_by_component"].items()]
     t = k["timing"]
+    a = k["adaptation"]
+    start = "no shift: the bundle ran as shipped" if a["starts_at_s"] is None else f"adaptation starts at the first shift ({a['starts_at_s']:g} s)"
     lines += [
         "",
         f"Inference deadline {t['deadline_ms']:g} ms: device-scaled latency p50 {t['latency_p50_ms']:.3f} ms, p99 {t['latency_p99_ms']:.3f} ms "
         f"(margin {t['margin_p99_ms']:.3f} ms), max {t['latency_max_ms']:.3f} ms; deadline misses {t['deadline_misses']}, "
         f"stale decisions {t['stale_decisions']}.",
-        f"Fallback (hierarchical) rate {k['fallback_rate']:.3f}; full-sweep rate {k['full_sweep_rate']:.3f}.",
-        f"On-device updates: {k['adaptation']['updates']} using {k['adaptation']['labels']} labels, device time mean "
-        f"{k['adaptation']['device_ms_mean']:.3f} ms / max {k['adaptation']['device_ms_max']:.3f} ms (budget {k['adaptation']['budget_ms']} ms).",
+        f"Fallback (hierarchical) rate {k['fallback_rate']:.3f} (low confidence {k['fallback_rate_low_confidence']:.3f}, "
+        f"RSRP drop {k['fallback_rate_rsrp_drop']:.3f}); full-sweep rate {k['full_sweep_rate']:.3f}.",
+        f"On-device updates ({start}): {a['updates']} using {a['labels']} labels, measured device time (CPU time x slowdown) mean "
+        f"{a['device_ms_mean']:.3f} ms, p99 {a['device_ms_p99']:.3f} ms, max {a['device_ms_max']:.3f} ms against a {a['budget_ms']} ms "
+        f"budget ({a['overruns']} overruns; host wall-time p99 {a['host_wall_ms_p99']:.3f} ms); {a['rolled_back']} updates rolled back "
+        "by the held-out check.",
     ]
     for s in k["shifts"]:
         lines += [
             "",
             f"## Shift `{s['shift']}` at {s['at_s']:g} s",
             "",
-            "| window | cycles | edgebm SE drop | edgebm eff. SE | HS SE drop | HS eff. SE | exhaustive SE drop | exhaustive eff. SE |",
-            "|---|---|---:|---:|---:|---:|---:|---:|",
+            "| window | cycles | edgebm SE drop | edgebm beams | edgebm eff. SE | HS SE drop | HS eff. SE | exhaustive SE drop | exhaustive eff. SE |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for name in ("before", "just_after", "adapted"):
             w = s[name]
             lines.append(
-                f"| {name} | {w['cycles'][0]}-{w['cycles'][1]} | {w['edgebm']['se_drop_mean']:.4f} | {w['edgebm']['effective_se_mean']:.3f} | "
+                f"| {name} | {w['cycles'][0]}-{w['cycles'][1]} | {w['edgebm']['se_drop_mean']:.4f} | {w['edgebm']['beams_per_cycle']:.2f} | "
+                f"{w['edgebm']['effective_se_mean']:.3f} | "
                 f"{w['hierarchical']['se_drop_mean']:.4f} | {w['hierarchical']['effective_se_mean']:.3f} | "
                 f"{w['exhaustive']['se_drop_mean']:.4f} | {w['exhaustive']['effective_se_mean']:.3f} |"
             )
         rec = s["recovered_fraction"]
         lines.append("")
         lines.append(
-            f"Recovered {rec:.1%} of the pre-shift relative SE (SE / genie SE) with {s['labels_used']} labelled samples; "
+            f"Recovered {rec:.1%} of the pre-shift relative SE (SE / genie SE) with {s['labels_used']} labelled samples "
+            f"gathered after the shift; "
             f"{'beats' if s['beats_hs_effective_se'] else 'does NOT beat'} hierarchical search on effective SE after adaptation."
             if rec is not None else "No pre-shift window."
         )

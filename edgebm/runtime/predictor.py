@@ -9,17 +9,16 @@ weights, beam indices and labels. The checks cost a few microseconds (one ``min`
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
-import onnxruntime as ort
 
 from ..errors import InputError
 from ..numerics import softmax
 from .bundle import BundleError, open_bundle
 from .manifest import BundleManifest
+from .session import ort_session
 
 __all__ = ["Predictor", "InputError", "RSRP_RANGE_DBM"]
 
@@ -85,14 +84,9 @@ class Predictor:
         self.score_output: str = man.score_output
         self.score_kind: str = man.score_kind  # "logits" or "probabilities"
         self.feature_output: str | None = man.feature_output
-        opts = ort.SessionOptions()
-        # the profile's thread count, capped at this host's cores (oversubscription only adds stalls)
-        opts.intra_op_num_threads = max(1, min(int(threads or man.threads), os.cpu_count() or 1))
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         model = self.bundle.read_bytes(man.model_file)  # verified bytes: no swap between hash check and load
-        try:
-            self.session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+        try:  # the profile's thread count, capped at this host's cores (edgebm.runtime.session)
+            self.session = ort_session(model, threads or man.threads)
         except Exception as e:  # onnxruntime raises its own exception types
             raise BundleError(f"{self.bundle_dir}: onnxruntime cannot load the model: {str(e).splitlines()[0]}") from None
         self._check_graph_matches_manifest()
