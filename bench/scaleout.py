@@ -178,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"{sum(gen['wall']):.1f} s serial = {speed:.2f}x on {gen['slots']} slots "
                   f"({speed / gen['slots']:.0%} efficiency; executor start-up {startup:.1f} s not included); "
                   f"shard sizes identical to the serial run: {gen['par_bytes_equal']}."]
+        if statistics.median(gen["cpu"]) < 2.0:
+            lines += ["", "Shards this short are dominated by fixed costs on a parallel executor (fresh workers import "
+                      "edgebm and numpy, each result travels back to the driver): on a cluster give each task seconds of "
+                      "work, e.g. `--shards 100` for 1,000 cities (10 cities per shard)."]
     if ray is not None:
         lines += ["", f"Ray: local runtime start-up {startup:.1f} s wall; an empty task costs {ray['task_ms']:.1f} ms of a "
                   "slot (200 tasks), negligible against a shard."]

@@ -21,6 +21,8 @@ from edgebm.parallel import (ProcessExecutor, Resources, SerialExecutor, make_ex
 from edgebm.sim import RandomScenario, ScenarioConfig
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:       # bench/ is a checkout package next to tests/
+    sys.path.insert(0, str(ROOT))
 needs_ray = pytest.mark.skipif(not ray_available(), reason="Ray is not installed (pip install -e '.[ray]')")
 
 RAND = ShardSpec(RandomScenario(cities=5, snr_db=(0.0, 30.0)), n_samples=450, seed=11, shards=3)
