@@ -9,6 +9,7 @@ first: arguments, profile, output folder, keys, dataset size — then the expens
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import signal
@@ -19,6 +20,7 @@ from typing import Any, Callable, Sequence
 
 from .errors import (EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_OVER_BUDGET, EXIT_TERMINATED, ConfigError,
                      EdgebmError)
+from .parallel import add_ray_argument
 
 
 class CliError(EdgebmError):
@@ -274,8 +276,9 @@ def cmd_data_generate(a: argparse.Namespace) -> int:
     n_total = a.samples if traj is None else traj[0] * traj[1]
     if a.shards is not None:
         return _generate_shards(a, scn, traj, con, where, n_total)
-    if a.workers != 1:
-        raise CliError("--workers: parallel generation needs --shards N (shards are generated independently)")
+    if a.workers != 1 or a.ray is not None:
+        flag = "--ray" if a.ray is not None else "--workers"
+        raise CliError(f"{flag}: parallel generation needs --shards N (shards are generated independently)")
     if Path(a.out).is_dir():
         raise CliError(f"--out: {a.out} is a folder; pass --shards N to write a shard folder, or give a .npz file name")
     outputs = _check_dataset_outputs(a.out, a.paths_out)   # before simulating
@@ -313,20 +316,34 @@ def _generate_shards(a: argparse.Namespace, scn: Any, traj: Any, con: Any, where
         spec = ShardSpec(scn, a.samples, a.seed, a.shards, trajectories=traj)
     except ConfigError as e:
         raise CliError(f"--{e.field.split('.')[0].replace('_', '-')}: {e.problem}" + (f"; {e.fix}" if e.fix else "")) from None
-    with _RichProgress() as prog:
+    parallel = a.ray is not None or a.workers > 1
+    if parallel:
+        from .outputs import check_output_folder
+        from .data.shards import _is_shard_folder
+
+        check_output_folder(a.out, "--out", _is_shard_folder, "shard folder")   # before starting workers or Ray
+    with (_executor(a) if parallel else _no_executor()) as ex, _RichProgress() as prog:
+        if ex is not None:
+            con.print(f"generating {spec.shards} shards on {ex.describe()}")
         prog("shards", 0, spec.shards, f"{n_total} UE samples in {where}")
         report = lambda done, total: prog("shards", done, total, f"{n_total} UE samples in {where}")  # noqa: E731
-        if a.workers > 1:
-            from concurrent.futures import ProcessPoolExecutor
-
-            with ProcessPoolExecutor(max_workers=a.workers) as pool:
-                out = write_shards(spec, a.out, map_fn=pool.map, progress=report)
-        else:
-            out = write_shards(spec, a.out, progress=report)
+        out = write_shards(spec, a.out, progress=report, executor=ex)
     idx = read_index(out)
     con.print(f"wrote {out}/: {idx['n_samples']} samples in {len(idx['shards'])} shards + index.json, "
               f"Set B {idx['set_b']} -> Set A {idx['set_a']}")
     return EXIT_OK
+
+
+def _executor(a: argparse.Namespace, threads: int = 1) -> Any:
+    """The :class:`edgebm.parallel.Executor` for ``--ray`` / ``--workers`` (Ray is imported only with ``--ray``)."""
+    from .parallel import make_executor
+
+    return make_executor(ray=getattr(a, "ray", None), workers=getattr(a, "workers", 1), threads=threads)
+
+
+@contextlib.contextmanager
+def _no_executor() -> Any:
+    yield None
 
 
 def cmd_data_from_paths(a: argparse.Namespace) -> int:
@@ -900,6 +917,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--shards", type=_int_arg(1), default=None, metavar="N", help="write a folder of N .npz shards + "
                    "index.json (--out is the folder; loads as one dataset everywhere, streams with open_dataset)")
     g.add_argument("--workers", type=_int_arg(1), default=1, help="processes generating shards in parallel (same bytes; default 1)")
+    add_ray_argument(g, "the shards (same bytes; needs --shards)")
     g.add_argument("--out", required=True, help="output .npz (or folder with --shards)")
     g.set_defaults(func=cmd_data_generate)
     fp = d.add_parser("from-paths", help="build a BeamDataset from a ray-traced path table (docs/path_table.md)")

@@ -34,18 +34,22 @@ import re
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ..atomic import atomic_folder, atomic_write, clean_stale_siblings
+from ..atomic import atomic_folder, atomic_write, atomic_write_bytes, clean_stale_siblings
 from ..errors import ConfigError, DatasetError
 from ..outputs import check_output_folder
 from ..sim import RandomScenario, ScenarioConfig
 from .dataset import BeamDataset, load_dataset_file, save_dataset
 
-__all__ = ["ShardSpec", "generate_shard", "write_shards", "load_shard_folder", "open_dataset", "ShardedDataset",
-           "read_index", "shard_name", "recover_folder", "check_shards_out", "dataset_size", "check_memory", "SHARD_FORMAT", "INDEX_NAME", "SHARD_DOMAIN"]
+if TYPE_CHECKING:
+    from ..parallel import Executor
+
+__all__ = ["ShardSpec", "generate_shard", "shard_bytes", "write_shards", "load_shard_folder", "open_dataset", "ShardedDataset",
+           "read_index", "shard_name", "recover_folder", "check_shards_out", "dataset_size", "check_memory", "SHARD_FORMAT",
+           "INDEX_NAME", "SHARD_DOMAIN"]
 
 SHARD_FORMAT = "edgebm.shards/1"
 INDEX_NAME = "index.json"
@@ -168,6 +172,28 @@ def generate_shard(spec: ShardSpec, index: int, out_dir: str | Path) -> Path:
     return save_dataset(_shard_dataset(spec, index), out_dir / shard_name(index))
 
 
+def shard_bytes(spec: ShardSpec, index: int) -> bytes:
+    """The bytes :func:`generate_shard` writes for shard ``index`` (built in a private temp folder and read back):
+    what a worker that does not share the output folder's file system (a node of a Ray cluster) sends back."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="edgebm-shard-") as d:
+        return generate_shard(spec, index, d).read_bytes()
+
+
+def _on_executor(executor: "Executor", spec: ShardSpec, out_dir: Path) -> Callable[..., Iterator[Path]]:
+    """A ``map_fn`` for :func:`write_shards` that runs :func:`shard_bytes` as the executor's tasks (one CPU each)
+    and writes the returned bytes here, in shard order: the workers need no access to ``out_dir``."""
+    from ..parallel import Resources
+
+    def run(_f: Callable[[int], Path], indices: Iterable[int]) -> Iterator[Path]:
+        indices = list(indices)
+        for j, data in zip(indices, executor.imap(partial(shard_bytes, spec), indices, Resources(cpus=1))):
+            yield atomic_write_bytes(out_dir / shard_name(j), data)
+
+    return run
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -199,18 +225,25 @@ def recover_folder(out: str | Path) -> None:
 
 
 def write_shards(spec: ShardSpec, out: str | Path, map_fn: Callable[[Callable[[int], Path], Iterable[int]], Iterable[Path]] = map,
-                 progress: Callable[[int, int], None] | None = None, arg: str = "--out") -> Path:
+                 progress: Callable[[int, int], None] | None = None, arg: str = "--out",
+                 executor: "Executor | None" = None) -> Path:
     """Write the shard folder ``out`` for ``spec`` atomically (see the module doc) and return it.
 
     ``map_fn(f, range(spec.shards))`` runs ``f = partial(generate_shard, spec, out_dir=<temp folder>)`` over the
-    shard indices: the builtin ``map`` (serial, default), ``ProcessPoolExecutor.map``, or a Ray-backed map; the
-    result does not depend on it. ``progress(done, total)`` is called as shards finish. ``out`` must be new,
+    shard indices: the builtin ``map`` (serial, default) or ``ProcessPoolExecutor.map``; the result does not depend
+    on it. ``executor`` (an :class:`edgebm.parallel.Executor`, e.g. Ray tasks; instead of ``map_fn``) runs
+    :func:`shard_bytes` as its tasks and writes the bytes they return here, so the workers need not share this
+    file system (the nodes of a Ray cluster). ``progress(done, total)`` is called as shards finish. ``out`` must be new,
     empty or an edgebm shard folder: anything else raises :class:`~edgebm.errors.ConfigError` naming ``arg``
     (checked before any simulation, and again before the swap) and is left untouched.
     """
     out = Path(out)
+    if executor is not None and map_fn is not map:
+        raise ValueError("write_shards: give map_fn or executor, not both")
     check_shards_out(out, arg)
     with atomic_folder(out, before_swap=lambda: check_shards_out(out, arg)) as tmp:   # re-checked after the long run
+        if executor is not None:
+            map_fn = _on_executor(executor, spec, tmp)
         paths = []
         for done, p in enumerate(map_fn(partial(generate_shard, spec, out_dir=tmp), range(spec.shards)), 1):
             paths.append(Path(p))
