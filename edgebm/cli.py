@@ -9,6 +9,7 @@ first: arguments, profile, output folder, keys, dataset size — then the expens
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import signal
@@ -19,6 +20,7 @@ from typing import Any, Callable, Sequence
 
 from .errors import (EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_OVER_BUDGET, EXIT_TERMINATED, ConfigError,
                      EdgebmError)
+from .parallel import add_ray_argument
 
 
 class CliError(EdgebmError):
@@ -83,13 +85,6 @@ def _reference_arg(text: str) -> str | float:
     if not (math.isfinite(v) and 0 < v < 1):
         raise argparse.ArgumentTypeError(f"a miss rate must be in (0, 1), got {text!r}")
     return v
-#: files `edgebm train` writes into a run folder (an existing folder holding only these may be rewritten)
-RUN_FILES = frozenset({"model.pt", "model.pkl", "config.json", "metrics.json", "history.json"})
-
-
-def _is_run_folder(path: Path) -> bool:
-    names = {p.name for p in path.iterdir()}
-    return "config.json" in names and names <= RUN_FILES and all(p.is_file() for p in path.iterdir())
 
 
 def _is_report_folder(path: Path) -> bool:
@@ -232,12 +227,32 @@ def _array_shape_or_cli(text: str, flag: str) -> tuple[int, int]:
         raise CliError(f"{flag}: {e}") from None
 
 
+def _check_dataset_outputs(dataset: str | None, paths: str | None = None, dataset_arg: str = "--out",
+                           paths_arg: str = "--paths-out") -> Callable[[], None]:
+    """Check a command's output files before any work: the dataset ``.npz`` and the path table may be new files
+    or a previous output of the same kind (replaced atomically); any other existing file is refused (edgebm never
+    overwrites files it did not create), and two outputs may not name the same file. Returns the check, to run
+    again just before writing (the files may have appeared during a long simulation)."""
+    from .data.dataset import is_dataset_file
+    from .data.paths import is_path_table_file
+    from .outputs import check_distinct_outputs, check_output_file
+
+    def check() -> None:
+        check_distinct_outputs({dataset_arg: dataset, paths_arg: paths})
+        if dataset is not None:
+            check_output_file(dataset, dataset_arg, is_dataset_file, "dataset")
+        if paths is not None:
+            check_output_file(paths, paths_arg, is_path_table_file, "path table")
+
+    check()
+    return check
+
+
 def cmd_data_generate(a: argparse.Namespace) -> int:
     import numpy as np
 
     from .data import save_dataset
     from .data.simulated import generate_dataset
-    from .outputs import check_output_file
     from .sim import RandomScenario
 
     scn = _scenario_from_args(a)
@@ -261,13 +276,12 @@ def cmd_data_generate(a: argparse.Namespace) -> int:
     n_total = a.samples if traj is None else traj[0] * traj[1]
     if a.shards is not None:
         return _generate_shards(a, scn, traj, con, where, n_total)
-    if a.workers != 1:
-        raise CliError("--workers: parallel generation needs --shards N (shards are generated independently)")
+    if a.workers != 1 or a.ray is not None:
+        flag = "--ray" if a.ray is not None else "--workers"
+        raise CliError(f"{flag}: parallel generation needs --shards N (shards are generated independently)")
     if Path(a.out).is_dir():
         raise CliError(f"--out: {a.out} is a folder; pass --shards N to write a shard folder, or give a .npz file name")
-    check_output_file(a.out, "--out")           # before simulating
-    if a.paths_out:
-        check_output_file(a.paths_out, "--paths-out")
+    outputs = _check_dataset_outputs(a.out, a.paths_out)   # before simulating
     with con.status(f"simulating {n_total} UE samples in {where}..."):
         if a.paths_out:
             from .data.paths import save_path_table
@@ -278,10 +292,13 @@ def cmd_data_generate(a: argparse.Namespace) -> int:
             res = (simulate_trajectories(scn, n_ues=traj[0], n_steps=traj[1], dt_s=traj[2], seed=a.seed) if traj
                    else simulate(scn, n_samples=a.samples, seed=a.seed))
             ds = dataset_from_sim(res)
-            save_path_table(a.paths_out, sim_to_path_table(res))
-            con.print(f"wrote path table {a.paths_out}")
+            table = sim_to_path_table(res)
         else:
             ds = generate_dataset(scn, n_samples=a.samples, seed=a.seed, trajectories=traj)
+    outputs()                                   # still safe after the long simulation
+    if a.paths_out:
+        save_path_table(a.paths_out, table)
+        con.print(f"wrote path table {a.paths_out}")
     path = save_dataset(ds, a.out)
     extra = f", {len(np.unique(ds.city_id))} cities" if is_random else ""
     con.print(f"wrote {path}: {len(ds)} samples, Set B {ds.n_b} -> Set A {ds.n_a}, LOS {ds.los.mean():.0%}{extra}")
@@ -289,36 +306,51 @@ def cmd_data_generate(a: argparse.Namespace) -> int:
 
 
 def _generate_shards(a: argparse.Namespace, scn: Any, traj: Any, con: Any, where: str, n_total: int) -> int:
-    from .data.shards import ShardSpec, read_index, write_shards
+    from .data.shards import ShardSpec, check_shards_out, read_index, write_shards
     from .errors import ConfigError
 
     if a.paths_out:
         raise CliError("--paths-out: not available with --shards (write a single file to export paths)")
+    check_shards_out(a.out, "--out")            # before the progress bar and any simulation
     try:
         spec = ShardSpec(scn, a.samples, a.seed, a.shards, trajectories=traj)
     except ConfigError as e:
         raise CliError(f"--{e.field.split('.')[0].replace('_', '-')}: {e.problem}" + (f"; {e.fix}" if e.fix else "")) from None
-    with _RichProgress() as prog:
+    parallel = a.ray is not None or a.workers > 1
+    if parallel:
+        from .outputs import check_output_folder
+        from .data.shards import _is_shard_folder
+
+        check_output_folder(a.out, "--out", _is_shard_folder, "shard folder")   # before starting workers or Ray
+    with (_executor(a) if parallel else _no_executor()) as ex, _RichProgress() as prog:
+        if ex is not None:
+            con.print(f"generating {spec.shards} shards on {ex.describe()}")
         prog("shards", 0, spec.shards, f"{n_total} UE samples in {where}")
         report = lambda done, total: prog("shards", done, total, f"{n_total} UE samples in {where}")  # noqa: E731
-        if a.workers > 1:
-            from concurrent.futures import ProcessPoolExecutor
-
-            with ProcessPoolExecutor(max_workers=a.workers) as pool:
-                out = write_shards(spec, a.out, map_fn=pool.map, progress=report)
-        else:
-            out = write_shards(spec, a.out, progress=report)
+        out = write_shards(spec, a.out, progress=report, executor=ex)
     idx = read_index(out)
     con.print(f"wrote {out}/: {idx['n_samples']} samples in {len(idx['shards'])} shards + index.json, "
               f"Set B {idx['set_b']} -> Set A {idx['set_a']}")
     return EXIT_OK
 
 
+def _executor(a: argparse.Namespace, threads: int = 1) -> Any:
+    """The :class:`edgebm.parallel.Executor` for ``--ray`` / ``--workers`` (Ray is imported only with ``--ray``)."""
+    from .parallel import make_executor
+
+    return make_executor(ray=getattr(a, "ray", None), workers=getattr(a, "workers", 1), threads=threads)
+
+
+@contextlib.contextmanager
+def _no_executor() -> Any:
+    yield None
+
+
 def cmd_data_from_paths(a: argparse.Namespace) -> int:
     from .data import save_dataset
     from .data.paths import dataset_from_path_table, load_path_table
     from .errors import ConfigError
-    from .outputs import check_output_file
+    from .outputs import check_distinct_outputs
     from .sim import ScenarioConfig
 
     try:    # the radio options first (cheap), with the flag's name in the message
@@ -328,7 +360,8 @@ def cmd_data_from_paths(a: argparse.Namespace) -> int:
         if e.field.endswith("downtilt_deg"):
             raise CliError(f"--downtilt: {e.problem}; {e.fix}") from None
         raise _radio_error(e) from None
-    check_output_file(a.out, "--out")
+    check_distinct_outputs({"PATHS (the input path table)": a.paths, "--out": a.out})   # the input table is not an output
+    outputs = _check_dataset_outputs(a.out)
     table = load_path_table(a.paths)
     try:
         ds, info = dataset_from_path_table(
@@ -339,6 +372,7 @@ def cmd_data_from_paths(a: argparse.Namespace) -> int:
         if type(e).__name__ == "DatasetError":
             raise
         raise CliError(f"{a.paths}: {e}") from None
+    outputs()
     path = save_dataset(ds, a.out)
     _console().print(f"wrote {path}: {len(ds)} UEs ({info.get('n_dropped', 0)} without any path dropped), "
                      f"Set B {ds.n_b} -> Set A {ds.n_a}, LOS {ds.los.mean():.0%}")
@@ -358,15 +392,14 @@ def cmd_data_raytrace(a: argparse.Namespace) -> int:
             raise ValueError
     except ValueError:
         raise CliError("--tx expects X,Y,Z (m) and --grid 'X0,X1,NX;Y0,Y1,NY;Z' (m)") from None
-    from .outputs import check_output_file
-
-    check_output_file(a.out, "--out")           # before ray tracing
+    outputs = _check_dataset_outputs(None, a.out, paths_arg="--out")   # before ray tracing
     info: dict = {}
     try:
         with _console().status(f"ray tracing {a.scene} at {a.carrier / 1e9:g} GHz, depth {a.max_depth}..."):
             table = raytrace_scene(a.scene, tx=tx, grid=grid, carrier_hz=a.carrier, max_depth=a.max_depth, seed=a.seed, info=info)
     except RaytraceUnavailable as e:
         raise CliError(str(e)) from None
+    outputs()
     save_path_table(a.out, table)
     _console().print(f"wrote {a.out}: {len(table['rx_pos'])} receivers with paths ({info.get('n_dropped', 0)} without any path dropped)")
     return EXIT_OK
@@ -462,7 +495,8 @@ def _candidates_table(cands, title: str):
 def cmd_export(a: argparse.Namespace) -> int:
     from .data import load_dataset
     from .deploy.bundle import bundle_out_dir, sign_bundle
-    from .pipeline import SOFT_WEIGHT, NothingFitsError, TeacherSource, check_families, export_profiles, resolve_profiles
+    from .pipeline import (DEFAULT_SAMPLES, SOFT_WEIGHT, NothingFitsError, TeacherSource, check_families, export_profiles,
+                           resolve_profiles)
     from .train import TrainConfig
 
     profs = resolve_profiles(a.profile)
@@ -499,11 +533,11 @@ def cmd_export(a: argparse.Namespace) -> int:
         n, unit = _units(data)
         _check_split(n, "--data", (2, 2, 2), unit)
     else:
-        _check_split(a.samples, "--samples", (2, 2, 2))
+        _check_split(a.samples or DEFAULT_SAMPLES, "--samples", (2, 2, 2))
     cfg = TrainConfig(seed=a.seed, epochs=a.epochs, soft_weight=SOFT_WEIGHT) if a.epochs else None
     con = _console(False)
     with _RichProgress() as prog:
-        results = export_profiles(profs, data, None, seed=a.seed, n_samples=a.samples, train_cfg=cfg, families=families,
+        results = export_profiles(profs, data, None, seed=a.seed, n_samples=a.samples or DEFAULT_SAMPLES, train_cfg=cfg, families=families,
                                   teacher=teacher, force=a.force, progress=prog, out_dirs=out_dirs)
     code = EXIT_OK
     for name, res in results.items():
@@ -528,6 +562,11 @@ def cmd_export(a: argparse.Namespace) -> int:
             ratio = t["mflops"] / max(res.chosen.mflops or 0.0, 1e-12)
             con.print(f"teacher {t['family']} ({t['source']}): {t['mflops']:.3f} MFLOPs, test top-1 {t['top1_test']:.3f} -> shipped "
                       f"{ratio:.1f}x fewer FLOPs, {100 * (m['top1'] - t['top1_test']):+.2f} pp" + (f"  [{t['note']}]" if t["note"] else ""))
+        nc = res.manifest.get("named_cities") or {}
+        if nc.get("computed"):
+            con.print("named cities (fresh drops, information only): " + "  ".join(
+                f"{c} {v['top1']:.3f}" + (" (seen)" if v["seen_in_training"] else "") for c, v in nc["cities"].items())
+                + f"  mean {nc['mean_top1']:.3f}")
         if "argmax_agreement" in res.parity:
             con.print(f"parity ({res.parity.get('vs', 'source')}, val): top-1 agreement {res.parity['argmax_agreement']:.4f}"
                       + (f", max |diff| {res.parity['max_abs_diff']:.2e}" if "max_abs_diff" in res.parity else ""))
@@ -571,6 +610,20 @@ def cmd_check(a: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- train / evaluate
+def _trusted_keys(paths: Sequence[str]) -> list[Any] | None:
+    """The ``--trusted-key`` public keys (None when none is given); a missing or bad key file is one line, exit 2."""
+    if not paths:
+        return None
+    from .runtime.signing import load_public_key
+
+    return [load_public_key(k, arg="--trusted-key") for k in paths]
+
+
+def _add_trusted_key(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trusted-key", action="append", default=[], metavar="KEY.pub.pem",
+                   help="refuse the bundle unless it is signed by this ed25519 public key (repeatable; extra: edgebm[sign])")
+
+
 def _parse_params(items: list[str]) -> dict[str, Any]:
     """``--param key=value`` pairs; values parsed as JSON when they are JSON (numbers, lists), else strings."""
     out: dict[str, Any] = {}
@@ -591,13 +644,13 @@ def cmd_train(a: argparse.Namespace) -> int:
     from .data import load_dataset
     from .models.estimator import ALL_FAMILIES, ModelError
     from .pipeline import train_run
+    from .pipeline.train_job import check_run_out, check_train_memory
     from .train import TrainConfig
-
-    from .outputs import check_output_folder
 
     if a.model not in ALL_FAMILIES:
         raise CliError(f"--model {a.model!r}: unknown family (known: {', '.join(ALL_FAMILIES)})")
-    check_output_folder(a.out, "--out", _is_run_folder, "run folder")  # before loading data or training
+    check_run_out(a.out, "--out")  # before loading data or training
+    check_train_memory(a.data, a.model, distil=bool(a.distil_from), arg="--data")  # from the headers, before loading
     ds = load_dataset(a.data)
     n, unit = _units(ds)
     _check_split(n, "--data", (2, 1, 1), unit)
@@ -609,7 +662,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     params = _parse_params(a.param)
     with _RichProgress() as prog:
         try:
-            res = train_run(ds, a.model, a.out, cfg, params, distil_from=a.distil_from, data_path=str(a.data),
+            res = train_run(ds, a.model, a.out, cfg, params, distil_from=a.distil_from, data_path=str(a.data), arg="--out",
                             progress=lambda e, n, row: prog("train", e, n, f"val top-1 {row.get('val_top1', float('nan')):.3f}"))
         except ModelError as e:
             where = "--distil-from" if a.distil_from and "teacher" in str(e) else f"--model {a.model}"
@@ -629,16 +682,28 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from rich.table import Table
 
     from .data import load_dataset
-    from .evaluate import COLUMNS, choose_split, evaluation_rows, scores_from
+    from .data.shards import check_memory
+    from .evaluate import COLUMNS, MEMORY_FACTOR, choose_split, evaluation_rows, scores_from
     from .models.estimator import ModelError
     from .numfmt import fmt_num
 
     src = Path(a.source)
     if not src.exists():
         raise CliError(f"{src}: no such run or bundle folder")
+    keys = _trusted_keys(a.trusted_key)
+    if keys:  # cheap: refuse an unsigned, untrusted or tampered bundle before loading any data
+        if not (src / "manifest.json").is_file():
+            raise ConfigError("--trusted-key", f"{src} is a run folder (edgebm train), not a bundle",
+                              "signatures cover bundles (edgebm export); drop --trusted-key to evaluate a run folder you made")
+        from .runtime import read_manifest
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # extra files: reported once when the Predictor opens the bundle
+            read_manifest(src, trusted_keys=keys)
+    check_memory(a.data, "--data", MEMORY_FACTOR, "edgebm evaluate")   # from the headers, before loading
     ds, split = choose_split(load_dataset(a.data), src, a.split, a.seed)
     try:
-        label, scores = scores_from(src, ds)
+        label, scores = scores_from(src, ds, trusted_keys=keys)
     except ModelError as e:
         raise CliError(str(e)) from None
     if scores.shape != (len(ds), ds.n_a):
@@ -718,11 +783,7 @@ def cmd_emulate(a: argparse.Namespace) -> int:
         raise ConfigError(_EMULATE_FLAGS.get(e.field, e.field), e.problem, e.fix) from None
     out = Path(a.out) if a.out else Path("runs") / "emulate" / bundles[0].name
     check_output_folder(out, "--out", _is_report_folder, "emulator report")
-    keys = None
-    if a.trusted_key:
-        from .runtime.signing import load_public_key
-
-        keys = [load_public_key(k, arg="--trusted-key") for k in a.trusted_key]
+    keys = _trusted_keys(a.trusted_key)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the Predictor in run_emulator reports unlisted files once
         mans = [read_manifest(b, trusted_keys=keys) for b in bundles]  # cheap: refuse a bad bundle before simulating anything
@@ -740,7 +801,7 @@ def cmd_emulate(a: argparse.Namespace) -> int:
             raise ConfigError(_EMULATE_FLAGS.get(e.field, e.field), e.problem, e.fix) from None
         except EmulatorError as e:
             raise CliError(str(e)) from None
-    k = write_report(res, out)
+    k = write_report(res, out, before_swap=lambda: check_output_folder(out, "--out", _is_report_folder, "emulator report"))
     con = _console(False)
     from rich.table import Table
 
@@ -791,9 +852,8 @@ def cmd_sign(a: argparse.Namespace) -> int:
 
 def cmd_verify(a: argparse.Namespace) -> int:
     from .runtime import Predictor
-    from .runtime.signing import load_public_key
 
-    keys = [load_public_key(k, arg="--trusted-key") for k in a.trusted_key] or None
+    keys = _trusted_keys(a.trusted_key)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # extra files are listed below
         # everything the runtime would check: manifest, digest, signature, hashes, model, head, codebook
@@ -857,6 +917,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--shards", type=_int_arg(1), default=None, metavar="N", help="write a folder of N .npz shards + "
                    "index.json (--out is the folder; loads as one dataset everywhere, streams with open_dataset)")
     g.add_argument("--workers", type=_int_arg(1), default=1, help="processes generating shards in parallel (same bytes; default 1)")
+    add_ray_argument(g, "the shards (same bytes; needs --shards)")
     g.add_argument("--out", required=True, help="output .npz (or folder with --shards)")
     g.set_defaults(func=cmd_data_generate)
     fp = d.add_parser("from-paths", help="build a BeamDataset from a ray-traced path table (docs/path_table.md)")
@@ -889,11 +950,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("export", help="run the compression recipe (teacher -> distil -> prune -> quantise -> gate), write export/<profile>/")
     e.add_argument("--profile", required=True, help="profile name or .toml path; several comma-separated, or 'all' (they share the teacher and students)")
-    e.add_argument("--data", default=None, help="BeamDataset .npz or shard folder (default: simulate the embedded default scenario)")
+    e.add_argument("--data", default=None, help="BeamDataset .npz or shard folder (default: simulate the randomised corpus, "
+                                                "1000 random cities, none of city0..city3)")
     e.add_argument("--out", default=None, help="bundle folder for one profile (default export/<profile>); parent folder for several")
     e.add_argument("--teacher", default=None, metavar="RUN", help="teacher run folder (edgebm train), instead of the profiles' [recipe] teacher")
-    e.add_argument("--seed", type=_SEED, default=0)
-    e.add_argument("--samples", type=_int_arg(1), default=20000, help="samples to simulate when --data is not given")
+    e.add_argument("--seed", type=_SEED, default=0, help="split and training seed; without --data the corpus is drawn from seed 2026 + SEED")
+    e.add_argument("--samples", type=_int_arg(1), default=None, help="drops to simulate when --data is not given (default 40000)")
     e.add_argument("--epochs", type=_int_arg(1), default=None, help="training epochs for every neural family (default: per family)")
     e.add_argument("--families", default=None, help="comma-separated subset of the profile's families to try")
     e.add_argument("--force", action="store_true", help="write the most accurate candidate (on validation) even if none passes (manifest says so)")
@@ -927,6 +989,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "test: the test split with --seed; all: every row")
     ev.add_argument("--seed", type=_SEED, default=0, help="seed of the baselines' measurement noise (and the split seed for --split test)")
     ev.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_trusted_key(ev)
     ev.set_defaults(func=cmd_evaluate)
 
     em = sub.add_parser("emulate", help="run a bundle in the UE emulator over simulated trajectories")
@@ -961,8 +1024,7 @@ def build_parser() -> argparse.ArgumentParser:
     em.add_argument("--no-adapt", action="store_true", help="disable the on-device head update")
     em.add_argument("--seed", type=_SEED, default=0)
     em.add_argument("--out", default=None, help="report folder (default runs/emulate/<bundle>)")
-    em.add_argument("--trusted-key", action="append", default=[], metavar="KEY.pub.pem",
-                    help="refuse the bundle unless it is signed by this ed25519 public key (repeatable; extra: edgebm[sign])")
+    _add_trusted_key(em)
     em.set_defaults(func=cmd_emulate)
 
     c = sub.add_parser("check", help="run the budget gate on any ONNX file")
@@ -980,7 +1042,7 @@ def build_parser() -> argparse.ArgumentParser:
     sg.set_defaults(func=cmd_sign)
     vf = sub.add_parser("verify", help="check a bundle's manifest, digest, file hashes and (with --trusted-key) signature")
     vf.add_argument("bundle", help="bundle folder")
-    vf.add_argument("--trusted-key", action="append", default=[], metavar="KEY.pub.pem", help="public key the bundle must be signed by (repeatable)")
+    _add_trusted_key(vf)
     vf.set_defaults(func=cmd_verify)
     return p
 

@@ -80,6 +80,18 @@ def test_int8_static_qdq(trained, data, tmp_path):
     logits, feats = _run(res.out_path, data["xv"][:32])
     assert logits.dtype == np.float32 and logits.shape == (32, 64) and feats.shape == (32, HIDDEN[-1])
     assert _io_types(res.out_path) == {onnx.TensorProto.FLOAT}
+    assert _declared_domains(res.out_path) == {""}  # onnxruntime's quantiser declares 8 domains it never uses
+    assert any("unused opset imports removed" in n and "com.microsoft" in n for n in res.notes)
+
+
+def _declared_domains(path) -> set[str]:
+    """Opset domains the graph imports; each must be one some node uses (no unused ones)."""
+    from edgebm.deploy.fixed_shape import used_domains
+
+    m = onnx.load(str(path))
+    declared = {o.domain or "" for o in m.opset_import}
+    assert declared <= used_domains(m) | {""}, declared - used_domains(m)
+    return declared
 
 
 @pytest.mark.parametrize("mode", ["int8_dynamic", "fp16"])
@@ -96,6 +108,7 @@ def test_dynamic_and_fp16(trained, data, tmp_path, mode):
     assert agree > (0.98 if mode == "fp16" else 0.95)
     if mode == "fp16":
         assert "float16" in res.weight_bytes_by_dtype_after
+    assert _declared_domains(res.out_path) == {""}
 
 
 def test_exclusion_up_to_cap(trained, data, tmp_path):
@@ -236,6 +249,22 @@ def test_prune_iterative_and_ignored(trained, data):
     assert res.widths_after["body.3"] == [128, 32]
     assert res.widths_after["head"] == [32, 64]
     assert res.parity["argmax_agreement"] == 1.0
+
+
+def test_prune_caps_the_head_input(trained, data):
+    """max_head_in: only the layers feeding the head are cut to the cap (an on-device head of (31 + 1) x 64 = 2048
+    parameters), the rest at the global ratio; a larger global ratio wins where it cuts deeper."""
+    from edgebm.pipeline.prune_search import head_input_cap
+
+    model, _ = trained  # 16 -> 128 -> 128 -> 64
+    assert head_input_cap(2048, 64) == 31 and head_input_cap(2047, 64) == 30 and head_input_cap(None, 64) is None
+    assert head_input_cap(10, 64) == 1  # no head fits: the gate's trainable_head line says so
+    res = prune_structured(model, data["xt"], 0.0, max_head_in=31)
+    assert res.widths_after == {"body.0": [16, 128], "body.3": [128, 31], "head": [31, 64]}
+    assert res.parity["argmax_agreement"] == 1.0 and any("head input capped at 31" in n for n in res.notes)
+    deep = prune_structured(model, data["xt"], 0.9, max_head_in=31, check_onnx=False)
+    assert deep.widths_after["head"] == [12, 64]  # int(128 x (1 - 0.9)) = 12 kept: the global ratio cuts deeper than the cap
+    assert prune_structured(model, data["xt"], 0.0, max_head_in=200, check_onnx=False).widths_after["head"] == [128, 64]
 
 
 def test_distill_alpha_zero_matches_plain_training(trained, data):

@@ -90,3 +90,26 @@ def test_gate_counts_quantised_weights_as_weights(tmp_path, toy_dataset):
     assert b.params <= a.params  # scales and zero points are not parameters
     assert b.flops < 1.3 * a.flops  # Q/DQ of activations only
     assert b.peak_activation_bytes < 4 * a.peak_activation_bytes + 4096
+
+
+def test_same_seed_same_head_and_codebook_bytes(tmp_path, toy_dataset):
+    """head.npz and codebook.npz go through edgebm.data.npz.write_npz (fixed zip timestamps, whatever numpy does):
+    two exports with the same seed give the same bytes (and the training behind the head is deterministic)."""
+    import time
+
+    from edgebm.pipeline import export_for_profile
+    from edgebm.train import TrainConfig
+    from tests.conftest import lean_profile
+
+    prof = lean_profile("fwa", teacher="none", prune=False)
+    outs = []
+    for k in range(2):
+        if k:
+            time.sleep(2.1)  # zip timestamps have a 2 s resolution: a writer stamping the time would differ now
+        res = export_for_profile(prof, toy_dataset, tmp_path / f"b{k}", train_cfg=TrainConfig(epochs=2, seed=0),
+                                 families=["mlp"], latency_runs=20)
+        outs.append(res.bundle_dir)
+    for name in ("head.npz", "codebook.npz"):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
+    with np.load(outs[0] / "head.npz", allow_pickle=False) as z:
+        assert set(z.files) == {"W", "b"} and z["W"].dtype == np.float32

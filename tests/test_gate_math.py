@@ -204,3 +204,22 @@ def test_int32_quantised_biases_are_parameters(tmp_path):
     ]
     s = analyze_onnx(_chain_graph(tmp_path / "q.onnx", nodes, inits, [1, 10]))
     assert s.params == 1000 + 10
+
+
+def test_microcontroller_profile_onnxruntime_lines_only_inform():
+    """iot deploys compiled C (no onnxruntime on the device): onnxruntime's session memory and device latency are
+    information there, naming the C line that decides; the graph's own lines (FLOPs, params, head) still judge."""
+    iot = load_profile("iot")  # budget 5 ms, beam cycle 20 ms, slowdown 25, 64 KiB RAM, head <= 2048
+    # host p99 1 ms x 25 = 25 ms: over the budget AND the beam cycle; session 463 KiB > 64 KiB
+    rep = judge(stats(flops=100_000, weight_bytes=1000), host(1.0), 463 * 1024, iot, head_params=2048)
+    for name, decides in (("device_latency_p99", "c_device_latency_p99"), ("beam_cycle_margin", "c_device_latency_p99"),
+                          ("session_memory", "c_ram")):
+        ln = line(rep, name)
+        assert ln.status == "info" and "compiled C" in ln.note and decides in ln.note, (name, ln)
+    assert line(rep, "device_latency_p99").value == pytest.approx(25.0) and rep.verdict == "pass"
+    # the same device latency (host 10 ms x 2.5 = 25 ms) and session memory fail a profile that deploys onnxruntime
+    phone_rep = judge(stats(flops=100_000, weight_bytes=1000), host(10.0), 4096 * 1024, phone(), head_params=2048)
+    assert {"device_latency_p99", "beam_cycle_margin", "session_memory"} <= {l.name for l in phone_rep.failures}
+    # a head one feature too wide: (32 + 1) x 64 = 2112 > 2048 fails with the numbers in the line
+    wide = judge(stats(flops=100_000, weight_bytes=1000), host(0.01), 1024, iot, head_params=2112)
+    assert wide.verdict == "fail" and "trainable_head 2,112 params > 2,048 params (head updated on the device)" in wide.reason()

@@ -15,6 +15,7 @@ from edgebm.budget.latency import LatencyStats
 from edgebm.cli import main
 from edgebm.data import save_dataset
 from edgebm.pipeline import STEPS, Candidate, SelectionRule, ValScore, mcnemar_p, select
+from edgebm.pipeline.selection import objective_cost
 from edgebm.pipeline.gating import SLOWER_MARGIN, parity_line, slower_line
 from edgebm.profiles import ProfileError, load_profile, parse_profile
 from tests.conftest import lean_profile, make_toy_dataset
@@ -83,6 +84,31 @@ def test_recipe_lines():
     assert parity_line(0.96, 100, 0.97, "x").status == "fail"
     assert slower_line(1.0 + SLOWER_MARGIN / 2, "p").status == "pass"
     assert slower_line(1.3, "p").status == "warn"
+
+
+def test_microcontroller_candidates_compare_and_cost_the_compiled_c():
+    """backend c: the slower-than-parent ratio comes from the C builds' host p50, and the selection's size / latency
+    are the compiled C's flash and device latency (onnxruntime's figures do not describe what the device runs)."""
+    from types import SimpleNamespace
+
+    from edgebm.pipeline.gating import c_slower_line
+
+    def targets(p50_ms):
+        return SimpleNamespace(manifest={"c": {"build": {"host_latency": {"p50_ms": p50_ms}}}})
+
+    line, ratio = c_slower_line(targets(0.0013), targets(0.0010), "m fp32")  # 1.3 us vs 1.0 us
+    assert ratio == pytest.approx(1.3) and line.status == "warn" and "compiled C" in line.note
+    line, ratio = c_slower_line(targets(0.0009), targets(0.0010), "m fp32")
+    assert ratio == pytest.approx(0.9) and line.status == "pass"
+    line, ratio = c_slower_line(targets(0.0009), SimpleNamespace(manifest={"c": {"build": None}}), "m fp32")
+    assert ratio is None and line.status == "info" and "parent" in line.note
+    hits = np.ones(100, bool)
+    fp32 = _cand("m fp32", hits, kib=40.0, p99=0.25)
+    int8 = _cand("m int8", hits, kib=12.0, p99=1.4, precision="int8", parent="m fp32")  # ORT: 5.6x slower, not what runs
+    fp32.report.lines += [BudgetLine("c_flash", 41.5, 128, "KiB", "pass"), BudgetLine("c_device_latency_p99", 0.03, 5, "ms", "pass")]
+    int8.report.lines += [BudgetLine("c_flash", 13.0, 128, "KiB", "pass"), BudgetLine("c_device_latency_p99", 0.02, 5, "ms", "pass")]
+    assert objective_cost(fp32, "size") == 41.5 and objective_cost(int8, "latency") == 0.02
+    assert select([fp32, int8], SelectionRule(objective="size")).name == "m int8" and int8.cost == 13.0
 
 
 # -- the [recipe] profile section ---------------------------------------------------------------------
@@ -202,10 +228,18 @@ def test_cli_export_teacher_run_several_profiles_and_prune_to_budget(tmp_path, c
         assert "teacher-mlp fp32" in {r["candidate"] for r in man["candidates"]}  # the teacher is a candidate, named apart
     assert "teacher mlp (run folder" in out
     small = json.loads((tmp_path / "out" / "lean_small" / "manifest.json").read_text())
-    fit = small["recipe"]["prune_search"][0]["fit"]
-    assert fit["ratio"] is not None and fit["ratio"] > 0.8  # 256-wide MLP pruned until its head fits 2048 parameters
-    assert any(t["fits"] is False and "trainable_head" in t.get("why", "") for t in fit["trials"])
+    entry = next(e for e in small["recipe"]["prune_search"] if e["student"] == "mlp")
+    # the on-device head may hold (in + 1) x 64 <= 2048 parameters: the layers feeding it keep 31 features, so the
+    # 256-wide body fits without pruning the rest (ratio 0) and the cheaper points prune it further
+    assert entry["head_input_cap"] == 31 and entry["fit"]["ratio"] == 0.0
+    assert entry["points"][0]["search"] == "fit" and entry["points"][0]["model"] == "mlp-p0h31"
+    rows = {r["candidate"]: r for r in small["candidates"]}
+    assert rows["mlp fp32"]["verdict"] == "fail" and "trainable_head 16,448 params > 2,048 params" in rows["mlp fp32"]["why"]
+    head = next(l for l in small["budget"]["lines"] if l["name"] == "trainable_head")
+    assert head["status"] == "pass" and head["value"] <= 2048
     assert small["lineage"][-2]["step"] in ("prune", "quantise") and small["budget"]["verdict"] == "pass"
+    phone = json.loads((tmp_path / "out" / "lean_phone" / "manifest.json").read_text())
+    assert all("head_input_cap" not in e for e in phone["recipe"]["prune_search"])  # 20,000 parameters: the 256-wide head fits
 
 
 def test_cli_export_bad_teacher_and_profile_all(tmp_path, capsys):
@@ -287,3 +321,49 @@ def test_prune_search_fit_by_bisection_then_halving_then_refine(monkeypatch, tmp
     assert [p["search"] for p in log[0]["points"]] == ["fit", "halving", "halving", "bisection", "bisection"]
     assert [p["tied_with_unpruned"] for p in log[0]["points"]] == [True, True, False, False, True]
     assert len(out) == 5
+
+
+# -- the default export data: the randomised corpus, and the named cities as information ---------------------------
+def test_export_corpus_spec_and_data_scenario(toy_dataset):
+    from edgebm.pipeline.settings import DEFAULT_SAMPLES, data_scenario, export_corpus_spec
+    from edgebm.train.corpus import DEFAULT_EXPORT_CORPUS
+
+    spec = export_corpus_spec()
+    assert (spec.n_samples, spec.seed, spec.cities) == (DEFAULT_SAMPLES, DEFAULT_EXPORT_CORPUS.seed, 1000)
+    assert export_corpus_spec(100, seed=3).seed == DEFAULT_EXPORT_CORPUS.seed + 3  # --seed moves the corpus too
+    assert spec.scenario().cities == 1000  # procedurally drawn cities: never city0..city3 (tests/test_random_scenario.py)
+    assert data_scenario(toy_dataset) == {"kind": "city", "cities": "toy", "seed": 0, "n_samples": len(toy_dataset),
+                                          "source": "unknown"}
+
+
+def test_cli_export_default_data_is_the_random_corpus_with_named_cities(tmp_path, monkeypatch, capsys):
+    """`edgebm export` without --data trains on random cities (here 6 of them, to stay fast) and reports the named
+    cities' fresh drops as information; the manifest records the scenario, its seed and the split seed."""
+    import dataclasses
+
+    from edgebm.pipeline import settings
+    from edgebm.pipeline.settings import NAMED_CITIES
+
+    monkeypatch.setattr(settings, "DEFAULT_EXPORT_CORPUS", dataclasses.replace(settings.DEFAULT_EXPORT_CORPUS, cities=6))
+    monkeypatch.setattr(settings, "NAMED_CITY_SAMPLES", 300)
+    src = Path(load_profile("fwa").source).read_text()
+    prof = tmp_path / "lean_fwa.toml"
+    prof.write_text(src[: src.index("[recipe]")].replace('name = "fwa"', 'name = "lean_fwa"') + "[recipe]\nteacher = \"none\"\nprune = false\n")
+    assert main(["export", "--profile", str(prof), "--samples", "900", "--seed", "1", "--families", "mlp", "--epochs", "2",
+                 "--out", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "named cities (fresh drops, information only): city0" in out
+    man = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert man["dataset"]["scenario"] == {"kind": "random", "cities": 6, "seed": 2027, "n_samples": 900, "source": "simulator"}
+    assert man["dataset"]["split"]["seed"] == 1
+    nc = man["named_cities"]
+    assert nc["computed"] and list(nc["cities"]) == list(NAMED_CITIES) and nc["n_per_city"] == 300
+    assert all(0.0 <= c["top1"] <= c["top3"] <= 1.0 and c["seen_in_training"] is False for c in nc["cities"].values())
+    assert nc["mean_top1"] == pytest.approx(np.mean([c["top1"] for c in nc["cities"].values()]))
+    md = (tmp_path / "b" / "budget.md").read_text()
+    assert "## Named cities (fresh drops; information only, never used to choose)" in md and "| city3 | no |" in md
+
+
+def test_named_cities_skipped_when_the_beams_differ(toy_bundle):
+    nc = toy_bundle.manifest["named_cities"]
+    assert nc["computed"] is False and "codebooks" in nc["why"]

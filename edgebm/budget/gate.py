@@ -14,7 +14,9 @@ Lines (``status`` ``pass``/``fail`` decide the verdict; ``info``/``warn`` do not
   profile deploys with onnxruntime, information otherwise) <= ``max_peak_ram_kib``;
 - ``device_latency_p99`` = max(``host_p99_scaled`` = pooled host p99 x ``slowdown_vs_host``, ``roofline`` =
   max(FLOPs / peak, bytes moved / bandwidth)) <= ``inference_budget_ms``; ``beam_cycle_margin`` = beam cycle -
-  device p99 >= 0;
+  device p99 >= 0. A profile with ``backend = "c"`` (microcontroller: no onnxruntime on the device) gets these two
+  and ``session_memory`` as information: the compiled-C lines of :mod:`.mcu` (``c_flash``, ``c_ram`` incl. stack,
+  ``c_device_latency_p99``), added by the caller through ``extra_lines`` / the target check, decide there;
 - ``precision`` in ``allowed``; ``trainable_head`` <= ``max_trainable_params`` when ``on_device_update`` (info when
   the profile does not update on the device or the candidate has no head);
 - ``energy`` = FLOPs x ``[energy] pj_per_flop``, µJ per inference: information only (profiles carry no energy
@@ -24,7 +26,7 @@ Lines (``status`` ``pass``/``fail`` decide the verdict; ``info``/``warn`` do not
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -204,6 +206,9 @@ def judge(
     ]
     if session_mem_bytes is None:
         lines.append(BudgetLine("session_memory", None, lim.max_peak_ram_kib, "KiB", "info", "not measurable on this host"))
+    elif c.backend == "c":
+        lines.append(BudgetLine("session_memory", session_mem_bytes / 1024, lim.max_peak_ram_kib, "KiB", "info",
+                                f"onnxruntime session on this host; {_C_NOTE}: c_ram (data + bss + stack) decides"))
     elif c.backend != "onnxruntime":
         lines.append(BudgetLine("session_memory", session_mem_bytes / 1024, lim.max_peak_ram_kib, "KiB", "info",
                                 f"onnxruntime session; the profile deploys with {c.backend}"))
@@ -220,8 +225,10 @@ def judge(
         BudgetLine("roofline", roof, None, "ms", "info",
                    f"max({mflops:.4g} MFLOPs / {c.peak_gflops:g} GFLOP/s, {(stats.weight_bytes + 2 * stats.peak_activation_bytes) / 1024:.4g} KiB "
                    f"/ {c.mem_bandwidth_gbs:g} GB/s)"),
-        limit_line("device_latency_p99", device_ms, tim.inference_budget_ms, "ms", f"max(host p99 scaled, roofline): {decided_by} decides"),
-        limit_line("beam_cycle_margin", tim.beam_cycle_ms - device_ms, 0.0, "ms", f"beam cycle {tim.beam_cycle_ms:g} ms minus device p99", bound="min"),
+        _ort_line(limit_line("device_latency_p99", device_ms, tim.inference_budget_ms, "ms",
+                             f"max(host p99 scaled, roofline): {decided_by} decides"), c.backend, "c_device_latency_p99"),
+        _ort_line(limit_line("beam_cycle_margin", tim.beam_cycle_ms - device_ms, 0.0, "ms",
+                             f"beam cycle {tim.beam_cycle_ms:g} ms minus device p99", bound="min"), c.backend, "c_device_latency_p99"),
         BudgetLine("precision", None, None, precision, "pass" if precision in profile.precision.allowed else "fail",
                    f"allowed: {', '.join(profile.precision.allowed)}"),
     ]
@@ -241,6 +248,18 @@ def judge(
     lines += list(extra_lines)
     extra = {"device_latency_decided_by": decided_by, "head_params": head_params, "energy_uj": energy_uj}
     return BudgetReport(profile.name, lines, stats, host, device_ms, roof, session_mem_bytes, thop, extra)
+
+
+#: why onnxruntime's lines only inform on a microcontroller profile
+_C_NOTE = "the profile deploys compiled C (backend c, no onnxruntime on the device)"
+
+
+def _ort_line(line: BudgetLine, backend: str, decides: str) -> BudgetLine:
+    """``line`` (measured through onnxruntime) as information when the profile deploys compiled C, naming the C
+    line that judges the same quantity instead."""
+    if backend != "c":
+        return line
+    return replace(line, status="info", note=f"{line.note}; onnxruntime on this host, {_C_NOTE}: {decides} decides")
 
 
 def _borderline(device_ms: float, profile: DeviceProfile) -> bool:

@@ -136,6 +136,30 @@ def _default_ignored(model: nn.Module) -> list[nn.Module]:
     return ign
 
 
+def _head_input_ratios(model: nn.Module, ex: torch.Tensor, ratio: float, max_head_in: int | None) -> dict[nn.Module, float]:
+    """``pruning_ratio_dict`` for torch-pruning that leaves at most ``max_head_in`` input features to ``model.head``:
+    the Linear/Conv layers whose output channels the dependency graph couples to the head's input get the ratio
+    ``1 - (max_head_in + 0.5) / width`` (torch-pruning keeps ``int(width x (1 - ratio))`` channels; the half
+    keeps float rounding from dropping one more), or ``ratio`` when that is larger. Empty when nothing is capped."""
+    head = getattr(model, "head", None)
+    if max_head_in is None or not isinstance(head, (nn.Linear, nn.modules.conv._ConvNd)):
+        return {}
+    if max_head_in < 1:
+        raise ValueError(f"max_head_in must be >= 1, got {max_head_in}")
+    width = head.in_features if isinstance(head, nn.Linear) else head.in_channels
+    if width <= max_head_in:
+        return {}
+    head_ratio = max(float(ratio), 1.0 - (max_head_in + 0.5) / width)
+    fn = tp.prune_linear_in_channels if isinstance(head, nn.Linear) else tp.prune_conv_in_channels
+    dg = tp.DependencyGraph().build_dependency(model, ex)
+    group = dg.get_pruning_group(head, fn, idxs=list(range(width)))
+    producers = [dep.target.module for dep, _ in group
+                 if isinstance(dep.target.module, (nn.Linear, nn.modules.conv._ConvNd)) and dep.target.module is not head]
+    if not producers:
+        raise PruneError(f"no prunable layer feeds the head of {type(model).__name__}: cannot cap its input at {max_head_in}")
+    return {mod: head_ratio for mod in producers}
+
+
 def _rebuild_config(model: nn.Module) -> dict | None:
     """Constructor args that rebuild the pruned shapes, or None. Updates ``BeamMLP.hidden`` in place."""
     from ..models.mlp import BeamMLP
@@ -177,6 +201,7 @@ def prune_structured(
     onnx_path: str | Path | None = None,
     parity_atol: float = 1e-3,
     check_onnx: bool = True,
+    max_head_in: int | None = None,
 ) -> PruneResult:
     """Prune ``ratio`` of the channels/neurons of every prunable layer, in ``steps`` prune(+fine-tune) rounds.
 
@@ -188,6 +213,9 @@ def prune_structured(
     The pruned model is exported to ONNX (``onnx_path`` or a temporary file) and checked for parity;
     :class:`PruneError` if that fails. ``check_onnx=False`` skips both exports and the parity check (the
     ``onnx_*`` fields are None): for callers that export and check the pruned model themselves.
+    ``max_head_in``: at most this many features may reach ``model.head`` (the on-device head's input width: a
+    profile's ``max_trainable_params`` bounds ``(in + 1) x n_out``); the layers producing them are pruned at the
+    larger of ``ratio`` and the ratio that leaves ``max_head_in`` channels, every other layer at ``ratio``.
     """
     if not 0.0 <= ratio < 1.0:
         raise ValueError(f"ratio must be in [0, 1), got {ratio}")
@@ -228,9 +256,14 @@ def prune_structured(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch-pruning warns on every unwrapped buffer
             try:
+                head_ratios = _head_input_ratios(m, ex, ratio, max_head_in)
+                if head_ratios:
+                    notes.append(f"head input capped at {max_head_in} features (pruning ratio "
+                                 f"{next(iter(head_ratios.values())):.4f} on the layers feeding the head)")
                 pruner = tp.pruner.MetaPruner(
                     m, ex, importance=imp, pruning_ratio=float(ratio), iterative_steps=int(steps),
                     ignored_layers=ignored_layers, round_to=round_to, global_pruning=global_pruning,
+                    pruning_ratio_dict=head_ratios or None,
                 )
             except Exception as e:  # dependency tracing fails on layer types it has no rule for
                 raise PruneError(f"torch-pruning could not trace {type(model).__name__}: {type(e).__name__}: {e}") from e
@@ -261,11 +294,15 @@ def prune_structured(
             if parity.max_abs_diff > parity_atol:
                 raise PruneError(f"pruned model disagrees with its ONNX export: max |diff| {parity.max_abs_diff:.3g} > {parity_atol}")
 
+    head = getattr(m, "head", None)
+    if max_head_in is not None and isinstance(head, (nn.Linear, nn.modules.conv._ConvNd)):
+        width = head.in_features if isinstance(head, nn.Linear) else head.in_channels
+        if width > max_head_in:
+            raise PruneError(f"the head still reads {width} features after pruning (asked at most {max_head_in})")
     cfg = _rebuild_config(m)
     if cfg is None:
         notes.append("model.config() does not describe the pruned shapes; keep PruneResult.model (or its ONNX export)")
     widths_after = layer_widths(m)
-    head = getattr(m, "head", None)
     if isinstance(head, nn.Linear) and widths_before.get("head", [None, None])[1] != head.out_features:
         raise PruneError("the output head lost classes")  # cannot happen with head in ignored_layers
     return PruneResult(

@@ -175,9 +175,15 @@ def quiet():
         root.setLevel(level)
 
 
-def atomic_save(model: onnx.ModelProto, path: Path) -> None:
-    """Save ``model`` self-contained at ``path`` via a temporary name and a rename."""
+def atomic_save(model: onnx.ModelProto, path: Path) -> list[str]:
+    """Save ``model`` self-contained at ``path`` via a temporary name and a rename, without the opset imports no node
+    uses (onnxruntime's quantisers declare ``com.microsoft``, ``ai.onnx.ml``, ``ai.onnx.training``... on every graph
+    they write; a runtime or converter that checks its imports must not refuse a graph for domains it never runs).
+    Returns the removed domains."""
     from ..atomic import atomic_path
+    from ..deploy.fixed_shape import strip_unused_opsets
 
+    removed = strip_unused_opsets(model)
     with atomic_path(path) as tmp:
         onnx.save_model(model, str(tmp), save_as_external_data=False)
+    return removed

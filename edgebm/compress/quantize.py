@@ -122,7 +122,9 @@ def quantize_onnx(
             best, quant_top1, excluded = outcome.best_path, outcome.quant_top1, outcome.excluded
             sensitivity, trials = outcome.sensitivity, outcome.trials
             notes += outcome.notes
-        atomic_save(onnx.load(str(best)), out_path)
+        removed = atomic_save(onnx.load(str(best)), out_path)  # every pass's graph leaves through here: unused opsets stripped
+        if removed:
+            notes.append(f"unused opset imports removed: {', '.join(removed)}")
 
     after = analyze_onnx(out_path)
     if not _graph_io_float32(out_path):

@@ -10,7 +10,7 @@ import numpy as np
 from ..budget import BudgetReport
 from ..models.estimator import ExportedGraph
 
-__all__ = ["STEPS", "LineageStep", "ValScore", "Candidate"]
+__all__ = ["STEPS", "LineageStep", "ValScore", "Candidate", "deployed_latency_ms"]
 
 #: lineage step names (stable, documented in export/README.md); ``train`` = a family trained without the teacher
 STEPS = ("teach", "train", "distil", "prune", "quantise", "export")
@@ -56,6 +56,13 @@ class ValScore:
         hits = top[:, 0] == best
         return cls(float(hits.mean()), float((top == best[:, None]).any(1).mean()), hits, top[:, 0].copy(),
                    np.asarray(scores, np.float32))
+
+
+def deployed_latency_ms(report: BudgetReport) -> float:
+    """Device p99 (ms) of what the profile deploys: the compiled C's ``c_device_latency_p99`` where it was measured
+    (``backend = "c"``), else the gate's onnxruntime-based ``device_latency_p99``."""
+    c_lat = report.line("c_device_latency_p99")
+    return float(c_lat.value) if c_lat is not None and c_lat.value is not None else float(report.device_latency_ms)
 
 
 @dataclass
@@ -114,7 +121,7 @@ class Candidate:
             "top1_val": None if self.val is None else round(self.val.top1, 5),
             "top3_val": None if self.val is None else round(self.val.top3, 5),
             "mflops": self.mflops, "params": self.params,
-            "kib": r.stats.weight_bytes / 1024 if r else None, "device_p99_ms": r.device_latency_ms if r else None,
+            "kib": r.stats.weight_bytes / 1024 if r else None, "device_p99_ms": deployed_latency_ms(r) if r else None,
             "cost": self.cost,
             "verdict": "pass" if self.passed else "fail", "why": self.why,
             "lineage": [s.step for s in self.lineage],

@@ -30,7 +30,8 @@ from .context import ExportContext, Progress, noop_progress
 from .recipe import ProfileCandidates, RecipeRun, check_families
 from .report import budget_markdown, manifest_fields
 from .selection import SelectionRule, select
-from .settings import DEFAULT_SAMPLES, DEFAULT_SEED, default_dataset, split_dataset
+from .settings import (DEFAULT_SAMPLES, DEFAULT_SEED, NAMED_CITIES, NAMED_CITY_SEED, data_scenario, default_export_data,
+                       export_corpus_spec, named_city_drops, split_dataset)
 from .teacher import TeacherSource
 
 __all__ = ["NothingFitsError", "ExportResult", "export_for_profile", "export_profiles", "resolve_profiles"]
@@ -78,15 +79,30 @@ def resolve_profiles(spec: str | Sequence[str | DeviceProfile] | DeviceProfile) 
 
 
 def _load_data(data: str | Path | BeamDataset | None, n_samples: int, seed: int, progress: Progress) -> BeamDataset:
-    progress("data", 0, 1, "loading" if data is not None else f"simulating {n_samples} UEs")
+    progress("data", 0, 1, "loading" if data is not None else
+             f"simulating {n_samples} UEs in {export_corpus_spec(n_samples, seed).cities} random cities")
     if isinstance(data, BeamDataset):
         ds = data
     elif data is not None:
         ds = load_dataset(data)
     else:
-        ds = default_dataset(n_samples, seed)
+        ds = default_export_data(n_samples, seed)
     progress("data", 1, 1, f"{len(ds)} samples, {ds.n_b}->{ds.n_a} beams")
     return ds
+
+
+def _named_drops(ds: BeamDataset, progress: Progress) -> tuple[dict[str, BeamDataset] | None, str]:
+    """Fresh drops of city0..city3 when they share the training data's beams (Set B / Set A codebooks), else
+    (None, why not). Information only: the export never chooses on them."""
+    ref = named_city_drops(2)["city0"].codebooks  # two drops: just the codebooks the named cities are measured with
+    for k in ("cb_a_weights", "cb_b_weights"):
+        if k not in ds.codebooks or ds.codebooks[k].shape != ref[k].shape or not np.allclose(ds.codebooks[k], ref[k], atol=1e-5):
+            return None, (f"the data's codebooks ({k}) differ from the simulator's default 16 -> 64 DFT ones the named cities "
+                          "are measured with")
+    progress("data", 0, 1, f"simulating fresh drops in each of {', '.join(NAMED_CITIES)}")
+    drops = named_city_drops()
+    progress("data", 1, 1, f"{len(ds)} samples, {ds.n_b}->{ds.n_a} beams; named-city drops ready")
+    return drops, ""
 
 
 def export_profiles(
@@ -103,9 +119,14 @@ def export_profiles(
     latency_runs: int = 500,
     progress: Progress = noop_progress,
     out_dirs: dict[str, Path] | None = None,
+    named_cities: bool = True,
 ) -> dict[str, ExportResult | NothingFitsError]:
     """Run the recipe for every profile, sharing the teacher and students, and write ``<out_root>/<profile>/``.
 
+    ``data=None`` simulates the randomised corpus (:func:`.settings.default_export_data`: ``n_samples`` drops over
+    1000 random cities, none of city0..city3, from dataset seed 2026 + ``seed``); ``seed`` is the split and
+    training seed. ``named_cities``: also report each bundle's top-1 on fresh drops of city0..city3 (information
+    only, never used to choose; skipped with a note when the data's beams differ from the named cities').
     ``out_dirs`` maps a profile name to its bundle folder (overrides ``out_root``; default root ``export``).
     Returns, per profile, the :class:`ExportResult` or the :class:`NothingFitsError` that stopped it (nothing
     written for that profile unless ``force``; the other profiles are still exported).
@@ -121,11 +142,13 @@ def export_profiles(
     if min(len(train), len(val), len(test)) < 2:
         raise ValueError(f"dataset too small to split into train/val/test: {len(ds)} samples")
     calib = train.rsrp_b[np.random.default_rng(seed).permutation(len(train))[:256]]
+    drops, no_drops = _named_drops(ds, progress) if named_cities else (None, "not asked for")
     results: dict[str, ExportResult | NothingFitsError] = {}
     with ScratchDir("edgebm-export") as tmpd:  # /tmp/edgebm-export-<pid>-*: leftovers of killed runs are removed
         ctx = ExportContext(ds, train, val, test, calib, seed, Path(tmpd), train_cfg, teacher,
                             tuple(families) if families else None, latency_runs, progress)
         run = RecipeRun(ctx)
+        run.named_drops, run.named_drops_note = drops, no_drops
         for prof in profs:
             t0 = time.perf_counter()
             try:
@@ -143,7 +166,7 @@ def export_for_profile(
 ) -> ExportResult:
     """One profile: run the recipe, choose on validation and write the bundle to ``out_dir`` (default
     ``export/<profile>``). ``options``: the keyword arguments of :func:`export_profiles` (``seed``, ``n_samples``,
-    ``train_cfg``, ``families``, ``teacher``, ``force``, ``latency_runs``, ``progress``). Raises
+    ``train_cfg``, ``families``, ``teacher``, ``force``, ``latency_runs``, ``progress``, ``named_cities``). Raises
     :class:`NothingFitsError` (nothing written) when no candidate passes, unless ``force``; then the most accurate
     failing candidate (on validation) is written and its manifest says ``verdict: fail``."""
     prof = profile if isinstance(profile, DeviceProfile) else load_profile(profile)
@@ -191,6 +214,8 @@ def _write(run: RecipeRun, pc: ProfileCandidates, chosen: Candidate, rule: Selec
     teacher = _teacher_block(run, pc)
     split = {"train": len(ctx.train), "val": len(ctx.val), "test": len(ctx.test), "seed": ctx.seed}
     manifest = manifest_fields(prof, ctx.data, chosen, sm.model, pc.candidates, split, teacher, rule, metrics, pc.search_log)
+    manifest["dataset"]["scenario"] = data_scenario(ctx.data)
+    manifest["named_cities"] = _named_block(run, pc, g)
     manifest["functionality"] = build_functionality(ctx.data.meta, ctx.data.codebooks, getattr(ctx.data, "snr_db", None),
                                                     codebook_agnostic=bool(g.manifest_fields.get("aps_output")))  # issue 16
     writers: dict[str, Callable[[Path], Any]] = {
@@ -221,6 +246,31 @@ def _write(run: RecipeRun, pc: ProfileCandidates, chosen: Candidate, rule: Selec
                         pc.candidates, chosen, teacher)
 
 
+def _named_block(run: RecipeRun, pc: ProfileCandidates, g: Any) -> dict[str, Any]:
+    """Top-1 / top-3 of the shipped graph (and top-1 of the teacher) on fresh drops of each named city: the honest
+    unseen-cities figure when the training data holds none of them. Information only, computed after selection."""
+    drops = run.named_drops
+    if not drops:
+        return {"computed": False, "why": run.named_drops_note or "no named-city drops"}
+    scn = data_scenario(run.ctx.data)
+    t = pc.teacher
+    cities: dict[str, Any] = {}
+    for name, d in drops.items():
+        s = run.scores(g.path, g, d.rsrp_b)
+        order = np.argsort(-s, axis=1)[:, :3]
+        row = {"top1": float(np.mean(order[:, 0] == d.best_a)), "top3": float(np.mean((order == d.best_a[:, None]).any(1))),
+               "seen_in_training": scn["kind"] == "city" and scn["cities"] == name}
+        if t is not None:
+            row["teacher_top1"] = float(np.mean(run.scores(t.graph.path, t.graph, d.rsrp_b).argmax(1) == d.best_a))
+        cities[name] = row
+    return {"computed": True, "note": "information only: fresh drops of the named cities, never used to choose",
+            "n_per_city": len(next(iter(drops.values()))), "seed": f"{NAMED_CITY_SEED} + city index", "snr_db": 20.0,
+            "mean_top1": float(np.mean([c["top1"] for c in cities.values()])), "cities": cities}
+
+
 def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Deterministic ``.npz`` (fixed zip timestamps): the same seed gives the same ``head.npz`` / ``codebook.npz`` bytes."""
+    from ..data.npz import write_npz
+
     with open(path, "wb") as f:
-        np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
+        write_npz(f, {k: np.asarray(v) for k, v in arrays.items()})

@@ -12,14 +12,15 @@ The recipe adds two lines the gate cannot know about because they compare a cand
 ``latency_vs_fp32_parent``
     quantised candidates only: single-sample latency relative to the fp32 parent, measured side by side
     (interleaved rounds, same session settings); above 1 + :data:`SLOWER_MARGIN` it is flagged (``warn``) and
-    selection lets the parent win (``[recipe] slower_quantised_loses``).
+    selection lets the parent win (``[recipe] slower_quantised_loses``). On a ``backend = "c"`` profile the
+    compiled C predictors are compared instead (host p50 of each C build), since that is what the device runs.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -29,7 +30,8 @@ from ..runtime.session import ort_session
 from ..deploy.onnx_export import INPUT_NAME
 from ..profiles import DeviceProfile
 
-__all__ = ["SLOWER_MARGIN", "gate_candidate", "parity_line", "slower_line", "head_line", "paired_latency_ratio"]
+__all__ = ["SLOWER_MARGIN", "gate_candidate", "parity_line", "slower_line", "c_slower_line", "c_p50_ms", "head_line",
+           "paired_latency_ratio"]
 
 #: a quantised graph counts as slower than its fp32 parent when their p50 ratio exceeds 1 + this (timer noise)
 SLOWER_MARGIN = 0.05
@@ -66,10 +68,31 @@ def parity_line(agreement: float, n: int, min_parity: float, versus: str) -> Bud
                       f"top-1 agreement with {versus} on {n} validation samples", bound="min")
 
 
-def slower_line(ratio: float, parent: str) -> BudgetLine:
+def slower_line(ratio: float, parent: str, how: str = "single-sample p50 through onnxruntime, measured side by side") -> BudgetLine:
     slower = ratio > 1.0 + SLOWER_MARGIN
     return BudgetLine("latency_vs_fp32_parent", round(ratio, 3), 1.0 + SLOWER_MARGIN, "x", "warn" if slower else "pass",
-                      f"single-sample p50 vs {parent}, measured side by side" + ("; SLOWER than its fp32 parent" if slower else ""))
+                      f"{how}, vs {parent}" + ("; SLOWER than its fp32 parent" if slower else ""))
+
+
+def c_p50_ms(targets: Any) -> float | None:
+    """Host p50 (ms) of a candidate's compiled C predictor (:func:`edgebm.deploy.targets.check_targets`), if built."""
+    build = ((getattr(targets, "manifest", None) or {}).get("c") or {}).get("build") or {}
+    lat = build.get("host_latency") or {}
+    return lat.get("p50_ms")
+
+
+def c_slower_line(child_targets: Any, parent_targets: Any, parent: str) -> tuple[BudgetLine, float | None]:
+    """``latency_vs_fp32_parent`` for a ``backend = "c"`` profile: the compiled C's host p50 of the quantised
+    candidate over its fp32 parent's (what runs on the device; onnxruntime's ratio says nothing there), and the
+    ratio (None when either C build is missing: the line only informs then)."""
+    a, b = c_p50_ms(parent_targets), c_p50_ms(child_targets)
+    if a is None or b is None or a <= 0:
+        missing = "its fp32 parent's" if a is None or a <= 0 else "its"
+        return BudgetLine("latency_vs_fp32_parent", None, 1.0 + SLOWER_MARGIN, "x", "info",
+                          f"compiled C not compared: {missing} C build was not measured"), None
+    ratio = b / a
+    return slower_line(ratio, parent, f"compiled C host p50 {1e3 * b:.3g} us vs {1e3 * a:.3g} us (each pooled over "
+                                      f"every call of its own harness run)"), ratio
 
 
 def head_line(prof: DeviceProfile, head_params: int) -> BudgetLine | None:

@@ -12,7 +12,7 @@ from ..profiles import DeviceProfile
 from .candidates import Candidate
 from .selection import OBJECTIVE_UNITS, SelectionRule
 
-__all__ = ["manifest_fields", "budget_markdown", "fmt", "candidate_table_rows", "CANDIDATE_COLUMNS"]
+__all__ = ["manifest_fields", "budget_markdown", "named_cities_markdown", "fmt", "candidate_table_rows", "CANDIDATE_COLUMNS"]
 
 CANDIDATE_COLUMNS = ("candidate", "lineage", "top-1 val", "MFLOPs", "params", "KiB", "device p99 ms", "cost", "verdict", "why")
 
@@ -92,6 +92,24 @@ def manifest_fields(prof: DeviceProfile, ds, chosen: Candidate, model, cands: li
     return man
 
 
+def named_cities_markdown(named: dict | None, scenario: dict | None) -> list[str]:
+    """budget.md's section on the named cities (fresh drops; information only)."""
+    if not named:
+        return []
+    head = ["## Named cities (fresh drops; information only, never used to choose)", ""]
+    if not named.get("computed"):
+        return head + [f"Not computed: {named.get('why', '')}.", ""]
+    scn = scenario or {}
+    trained = (f"{scn.get('n_samples')} drops in {scn.get('cities')} random cities (dataset seed {scn.get('seed')})"
+               if scn.get("kind") == "random" else f"{scn.get('kind')} data ({scn.get('cities')})")
+    rows = ["| city | seen in training | top-1 | top-3 | teacher top-1 |", "|---|---|---:|---:|---:|"]
+    for name, c in named["cities"].items():
+        rows.append(f"| {name} | {'yes' if c['seen_in_training'] else 'no'} | {fmt(c['top1'], 4)} | {fmt(c['top3'], 4)} | "
+                    f"{fmt(c.get('teacher_top1'), 4)} |")
+    return head + [f"Trained on {trained}; {named['n_per_city']} fresh drops per city at {named['snr_db']:g} dB "
+                   f"(seed {named['seed']}). Mean top-1 {named['mean_top1']:.4f}.", "", *rows, ""]
+
+
 def budget_markdown(prof: DeviceProfile, chosen: Candidate, cands: list[Candidate], manifest: dict) -> str:
     rep = chosen.report
     assert rep is not None
@@ -119,6 +137,7 @@ def budget_markdown(prof: DeviceProfile, chosen: Candidate, cands: list[Candidat
                   + (f". Shipped model: {t['mflops'] / max(chosen.mflops or 1e-12, 1e-12):.1f}x fewer FLOPs, "
                      f"test top-1 {100 * (manifest['metrics_heldout']['top1'] - t['top1_test']):+.2f} pp vs the teacher."
                      if t.get("top1_test") is not None and chosen.mflops else ""), ""]
+    lines += named_cities_markdown(manifest.get("named_cities"), manifest.get("dataset", {}).get("scenario"))
     lines += ["## Lineage", "", "| step | model | from | top-1 val | MFLOPs | params | settings |", "|---|---|---|---:|---:|---:|---|"]
     for s in manifest["lineage"]:
         settings = ", ".join(f"{k}={v}" for k, v in s["settings"].items() if k != "widths")

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..profiles import DeviceProfile
-from .candidates import Candidate
+from .candidates import Candidate, deployed_latency_ms
 
 __all__ = ["SelectionRule", "mcnemar_p", "objective_cost", "select", "OBJECTIVE_UNITS"]
 
@@ -70,18 +70,21 @@ class SelectionRule:
 
 
 def objective_cost(c: Candidate, objective: str, pj_per_flop: float | None = None) -> float:
-    """The candidate's cost: device p99 latency (ms), energy per inference (uJ) or weight size (KiB)."""
+    """The candidate's cost: device p99 latency (ms), energy per inference (uJ) or weight size (KiB). Where the
+    compiled C was measured (``backend = "c"``), its ``c_device_latency_p99`` and ``c_flash`` are the latency and the
+    size; the pruning search's structure probes (no C build) use the ONNX figures."""
     r = c.report
     if r is None:
         raise ValueError(f"{c.name}: not measured")
     if objective == "latency":
-        return float(r.device_latency_ms)
+        return deployed_latency_ms(r)
     if objective == "energy":
         if pj_per_flop is None:
             raise ValueError("objective 'energy' needs the profile's [energy] pj_per_flop")
         return float(r.stats.flops) * pj_per_flop * 1e-6  # FLOPs x pJ = 1e-12 J; 1 uJ = 1e-6 J
     if objective == "size":
-        return float(r.stats.weight_bytes) / 1024
+        flash = r.line("c_flash")  # a microcontroller profile: the compiled C's flash (weights + code) is the size
+        return float(flash.value) if flash is not None and flash.value is not None else float(r.stats.weight_bytes) / 1024
     raise ValueError(f"objective must be one of {tuple(OBJECTIVE_UNITS)}, got {objective!r}")
 
 

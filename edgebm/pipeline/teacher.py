@@ -46,7 +46,7 @@ class TeacherSource:
 
     def describe(self) -> str:
         return {"train": f"trained here ({self.family})", "run": f"run folder {self.run_dir}",
-                "pretrained": "the package's pretrained teacher" + (f", fine-tuned {self.finetune_epochs} epochs here"
+                "pretrained": "the package's pretrained teacher" + (f", up to {self.finetune_epochs} fine-tuning epochs here"
                                                                       if self.finetune_epochs else ""),
                 "none": "no teacher"}[self.kind]
 

@@ -413,8 +413,10 @@ class HeadAdapter:
         writers: dict[str, Any] = {n: (lambda p, n=n: p.write_bytes(src.read_bytes(n))) for n in man.files if n != head_name}
 
         def write_head(p: Path) -> None:
+            from ..data.npz import write_npz  # deterministic bytes; imported here: numpy-only, but keeps the runtime import light
+
             with open(p, "wb") as f:
-                np.savez(f, W=self.w.astype(np.float32), b=self.b.astype(np.float32))
+                write_npz(f, {"W": self.w.astype(np.float32), "b": self.b.astype(np.float32)})
 
         writers[head_name] = write_head
         meta = {k: v for k, v in man.to_dict().items() if k not in ("files", "schema", "bundle_digest", "signature")}
