@@ -14,19 +14,21 @@ Cross-city (seed 001 Table V): every model trained in one city is scored on the 
 others (same SNR and codebooks). BM-Case2: the ``gru`` family on simulator trajectories, top-1 /
 top-3 per future slot next to the persistence baselines.
 
-Training runs in two worker processes with one torch thread each (the machine has 2 cores and is
-shared); every dataset, split, model and measurement draw has a fixed seed.
+Each (Set A, SNR, city) configuration and each BM-Case2 run is one independent task on an
+:mod:`edgebm.parallel` executor: two local processes by default (the machine has 2 cores and is shared),
+``--workers N`` / ``--ray [local|ADDRESS]`` from ``python -m bench``; one torch thread per task in every backend.
+Every dataset, split, model and measurement draw has a fixed seed, so the results do not depend on the
+executor: the report's ``results digest`` (sha256 over every number except timings) is the check.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import os
+import hashlib
 import sys
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,8 +54,9 @@ class Sizes:
     gru_runs: tuple[tuple[float, int, int], ...]  # BM-Case2: (prediction interval s, UEs, steps), one GRU each
     gru_epochs: int
     gru_set_a: int
-    workers: int = 2
-    threads: int = 1        # torch intra-op threads per worker
+    labels: tuple[str, ...] | None = None   # the LEARNED labels to train (None: all)
+    workers: int = 2        # local processes when no executor is given
+    threads: int = 1        # torch intra-op threads per task
 
 
 FULL = Sizes(set_as=(64, 256), snrs=(0.0, 20.0), cities=CITIES, n_samples=4000, epochs=10, batch_size=64, upsample=16,
@@ -91,18 +94,6 @@ def _one_line(e: BaseException) -> str:
 # ---------------------------------------------------------------------------------------------
 # worker side
 # ---------------------------------------------------------------------------------------------
-def _worker_init(threads: int) -> None:
-    for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[v] = str(threads)
-    import torch
-
-    torch.set_num_threads(threads)
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:
-        pass
-
-
 def _seed(*parts: Any) -> int:
     """Stable small seed from config parts (hash() is salted per process)."""
     import zlib
@@ -184,6 +175,8 @@ def task_case1(set_a: int, snr: float, city: str, sz: Sizes) -> dict:
     fit_s: dict[str, float] = {}
     teacher_logits = None
     for label, family, params, kd in LEARNED:
+        if sz.labels is not None and label not in sz.labels:
+            continue
         t0 = time.perf_counter()
         try:
             m = _fit(label, family, params, kd, train, val, sz, teacher_logits)
@@ -638,55 +631,103 @@ def _summary(results: dict, case2: list[dict], sz: Sizes, facts_t: list[dict], f
     return out
 
 
-def run(quick: bool = False, out_dir: Path = RESULTS, argv: str = "") -> str:
+def _task(item: tuple[str, tuple], sz: Sizes) -> dict:
+    """One task of the suite (``("case1", (set_a, snr, city))`` or ``("case2", (interval, ues, steps))``); an
+    unexpected exception is returned as ``{"crash": message}`` (a crashed configuration is a result, not the end
+    of the run)."""
+    kind, key = item
+    try:
+        return task_case1(*key, sz) if kind == "case1" else task_case2(*key, sz)
+    except Exception as e:  # noqa: BLE001
+        print(f"[accuracy] {kind} {key} crashed:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+        return {"crash": _one_line(e)}
+
+
+_TIMING_KEYS = frozenset({"seconds", "fit_s", "wall"})
+
+
+def results_digest(results: dict, case2: list[dict], crashed: list[str]) -> str:
+    """sha256 over every result of the run except timings (the same seeds give the same digest, whichever
+    executor ran the tasks)."""
+    h = hashlib.sha256()
+
+    def feed(v: Any) -> None:
+        if isinstance(v, dict):
+            for k in sorted(v, key=repr):
+                if k not in _TIMING_KEYS:
+                    h.update(repr(k).encode())
+                    feed(v[k])
+        elif isinstance(v, (list, tuple)):
+            h.update(b"[")
+            for x in v:
+                feed(x)
+            h.update(b"]")
+        elif isinstance(v, np.ndarray):
+            h.update(str(v.dtype).encode() + repr(v.shape).encode() + np.ascontiguousarray(v).tobytes())
+        elif isinstance(v, (float, np.floating)):
+            h.update(np.float64(v).tobytes())
+        else:
+            h.update(repr(v).encode())
+
+    feed({"results": {repr(k): v for k, v in results.items()}, "case2": case2, "crashed": crashed})
+    return h.hexdigest()
+
+
+def run(quick: bool = False, out_dir: Path = RESULTS, argv: str = "", executor: Any = None, sizes: Sizes | None = None) -> str:
+    """Run the suite; ``executor`` (:mod:`edgebm.parallel`) runs the configurations, default
+    ``Sizes.workers`` local processes; ``sizes`` overrides the full / quick sizes (tests)."""
+    from edgebm.parallel import ProcessExecutor, Resources
+
     global T0
     T0 = time.perf_counter()
-    sz = QUICK if quick else FULL
+    sz = sizes or (QUICK if quick else FULL)
     suffix = "_quick" if quick else ""
     configs = [(a, s, c) for a in sz.set_as for s in sz.snrs for c in sz.cities]
     configs.sort(key=lambda k: (-k[0], k[1]))  # biggest first
+    tasks = [("case2", g) for g in sz.gru_runs] + [("case1", k) for k in configs]
     results: dict[tuple, dict] = {}
     case2: list[dict] = []
     crashed: list[str] = []
-    import multiprocessing as mp
-
-    log(f"{len(configs)} BM-Case1 configurations + {len(sz.gru_runs)} BM-Case2 runs on {sz.workers} workers x {sz.threads} torch thread")
-    with ProcessPoolExecutor(max_workers=sz.workers, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(sz.threads,)) as ex:
-        futs = {ex.submit(task_case2, iv, nu, ns, sz): ("case2", iv) for iv, nu, ns in sz.gru_runs}
-        futs.update({ex.submit(task_case1, a, s, c, sz): ("case1", (a, s, c)) for a, s, c in configs})
-        for fut in as_completed(futs):
-            kind, key = futs[fut]
-            try:
-                r = fut.result()
-            except Exception as e:  # noqa: BLE001 - a crashed worker task: record it
-                log(f"{kind} {key} crashed: {_one_line(e)}")
+    ex = executor if executor is not None else ProcessExecutor(sz.workers, threads=sz.threads)
+    where = ex.describe()
+    log(f"{len(configs)} BM-Case1 configurations + {len(sz.gru_runs)} BM-Case2 runs on {where}")
+    try:
+        done = ex.imap(functools.partial(_task, sz=sz), tasks, Resources(cpus=sz.threads))
+        for (kind, key), r in zip(tasks, done):
+            if "crash" in r:
+                log(f"{kind} {key} crashed: {r['crash']}")
                 if kind == "case2":
-                    case2.append({"interval": key, "failure": _one_line(e), "set_a": sz.gru_set_a})
+                    case2.append({"interval": key[0], "failure": r["crash"], "set_a": sz.gru_set_a})
                 else:
-                    crashed.append(f"16→{key[0]} {key[1]:g} dB {key[2]}: task crashed: {_one_line(e)}")
-                continue
-            if kind == "case2":
+                    crashed.append(f"16→{key[0]} {key[1]:g} dB {key[2]}: task crashed: {r['crash']}")
+            elif kind == "case2":
                 case2.append(r)
-                log(f"BM-Case2 {key:g} s done in {r['seconds']:.0f} s")
+                log(f"BM-Case2 {key[0]:g} s done in {r['seconds']:.0f} s")
             else:
                 results[key] = r
                 log(f"16->{key[0]} {key[1]:g} dB {key[2]} done in {r['seconds']:.0f} s ({len(results)}/{len(configs)})")
+    finally:
+        if executor is None:
+            ex.close()
     case2.sort(key=lambda r: -r["interval"])
     wall = time.perf_counter() - T0
+    digest = results_digest(results, case2, crashed)
+    log(f"results digest {digest}")
     try:  # raw results, so the report can be re-rendered without retraining (python -m bench.accuracy --report-only)
         import pickle
         import tempfile
 
         with open(Path(tempfile.gettempdir()) / f"bench_accuracy{suffix}_raw.pkl", "wb") as f:
-            pickle.dump({"results": results, "case2": case2, "crashed": crashed, "wall": wall}, f)
+            pickle.dump({"results": results, "case2": case2, "crashed": crashed, "wall": wall, "where": where}, f)
     except OSError:
         pass
-    return _report(results, case2, crashed, sz, quick, out_dir, wall)
+    return _report(results, case2, crashed, sz, quick, out_dir, wall, where, argv)
 
 
-def _report(results: dict, case2: list[dict], crashed: list[str], sz: Sizes, quick: bool, out_dir: Path, wall: float) -> str:
+def _report(results: dict, case2: list[dict], crashed: list[str], sz: Sizes, quick: bool, out_dir: Path, wall: float,
+            where: str = "", argv: str = "") -> str:
     suffix = "_quick" if quick else ""
-    cmd = f"python -m bench accuracy{' --quick' if quick else ''}"
+    cmd = argv or f"python -m bench accuracy{' --quick' if quick else ''}"
     lines = header(
         "Beam-prediction accuracy (suite 2)", cmd,
         [f"simulator datasets: {sz.n_samples} UE drops per (Set A, SNR, city), split 70/10/20 % train/val/test (seed 0); "
@@ -697,7 +738,10 @@ def _report(results: dict, case2: list[dict], crashed: list[str], sz: Sizes, qui
          "(weight 0.5, T = 4); classical families: edgebm defaults (svm_rbf on all <= 5000 training samples)",
          f"HS = Set B sweep + the c children of the best wide beam (c = 4 for 64, 16 for 256); refinement measures the model's top-K; "
          f"narrow-beam measurements are noisy (24-subcarrier average); effective SE = SE x (1 - beams x 5/64 ms / {CYCLE_MS:g} ms)",
-         f"{sz.workers} worker processes x {sz.threads} torch thread; wall time of this run: {wall:.0f} s ({wall / 60:.1f} min)"],
+         f"tasks on {where or f'{sz.workers} worker processes x {sz.threads} torch thread'}; wall time of this run: "
+         f"{wall:.0f} s ({wall / 60:.1f} min)",
+         f"results digest (sha256 over every number but timings; equal for any executor): "
+         f"`{results_digest(results, case2, crashed)}`"],
     )
     over_t, facts_t = _table_overhead(results, sz, "teacher")
     over_p, facts_p = _table_overhead(results, sz, "teacher_pos")
@@ -784,7 +828,8 @@ def main(argv: list[str] | None = None) -> int:
 
         with open(Path(tempfile.gettempdir()) / f"bench_accuracy{'_quick' if a.quick else ''}_raw.pkl", "rb") as f:
             raw = pickle.load(f)
-        print(_report(raw["results"], raw["case2"], raw["crashed"], QUICK if a.quick else FULL, a.quick, RESULTS, raw["wall"]))
+        print(_report(raw["results"], raw["case2"], raw["crashed"], QUICK if a.quick else FULL, a.quick, RESULTS, raw["wall"],
+                      raw.get("where", "")))
         return 0
     print(run(a.quick))
     return 0

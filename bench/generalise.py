@@ -21,6 +21,7 @@ Everything is measured side by side in one run, on the same fresh test drops for
 
 from __future__ import annotations
 
+import functools
 import tempfile
 import time
 from dataclasses import replace
@@ -156,7 +157,18 @@ def _adapt_curve(bundle: Path, init: tuple[np.ndarray, np.ndarray] | None, adapt
 
 
 # ----------------------------------------------------------------------------------------------- the suite
-def run(quick: bool = False, out_dir: Path = RESULTS) -> str:
+def _fit_student(train, val, teacher_logits, job):
+    """One student of the suite: ``job = (family, params, distilled, TrainConfig, training rows or None)``."""
+    from edgebm.models.estimator import make_model
+
+    fam, params, distil, cfg, n_rows = job
+    tr = train if n_rows is None else train.subset(np.arange(min(len(train), n_rows)))
+    kw = {"teacher_logits": teacher_logits, "distil_weight": 1.0, "distil_temperature": 2.0} if distil else {}
+    return make_model(fam, 16, 64, cfg, **params).fit(tr, val, **kw)
+
+
+def run(quick: bool = False, out_dir: Path = RESULTS, executor=None) -> str:
+    """Run the suite; ``executor`` (:mod:`edgebm.parallel`) trains the five students (default: here, serially)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -166,6 +178,7 @@ def run(quick: bool = False, out_dir: Path = RESULTS) -> str:
     from edgebm.data import BeamDataset
     from edgebm.data.simulated import generate_dataset
     from edgebm.models.estimator import make_model
+    from edgebm.parallel import Resources, SerialExecutor
     from edgebm.models.pretrained import load_pretrained_student, load_pretrained_teacher, pretrained_info, pretrained_meta_head
     from edgebm.runtime.aggregate import aggregate_heads, feature_stats, similarity_weights
     from edgebm.sim import RandomScenario, ScenarioConfig
@@ -192,18 +205,18 @@ def run(quick: bool = False, out_dir: Path = RESULTS) -> str:
     t = time.perf_counter()
     tl = teacher.decision_scores(train.rsrp_b)
     cfg = TrainConfig(epochs=P["epochs"], soft_weight=0.5, batch_size=512, seed=0, patience=5)
+    # the five students are independent: one task each on the executor (python -m bench generalise --ray / --workers)
+    jobs = {"MLP": ("mlp", {"hidden": (256, 256)}, False, cfg, None),
+            "angular": ("angular", {"hidden": (256, 256)}, False, cfg, None),
+            "MLP distilled": ("mlp", {"hidden": (256, 256)}, True, cfg, None),
+            "angular distilled": ("angular", {"hidden": (256, 256)}, True, cfg, None),
+            "DS-CNN": ("dscnn", {}, False, replace(cfg, epochs=P["dscnn_epochs"]), P["dscnn_samples"])}
+    ex = executor if executor is not None else SerialExecutor(threads=1)
+    fitted = ex.imap(functools.partial(_fit_student, train, val, tl), list(jobs.values()), Resources(cpus=1))
     students = {}
-    for name, fam, params, kw in (("MLP", "mlp", {"hidden": (256, 256)}, {}),
-                                  ("angular", "angular", {"hidden": (256, 256)}, {}),
-                                  ("MLP distilled", "mlp", {"hidden": (256, 256)}, {"teacher_logits": tl, "distil_weight": 1.0, "distil_temperature": 2.0}),
-                                  ("angular distilled", "angular", {"hidden": (256, 256)}, {"teacher_logits": tl, "distil_weight": 1.0, "distil_temperature": 2.0})):
-        t1 = time.perf_counter()
-        students[name] = make_model(fam, 16, 64, cfg, **params).fit(train, val, **kw)
-        log(f"student {name}: {time.perf_counter() - t1:.0f} s, {students[name].result.epochs_run} epochs")
-    t1 = time.perf_counter()
-    sub = train.subset(np.arange(min(len(train), P["dscnn_samples"])))
-    students["DS-CNN"] = make_model("dscnn", 16, 64, replace(cfg, epochs=P["dscnn_epochs"])).fit(sub, val)
-    log(f"student DS-CNN ({len(sub)} samples): {time.perf_counter() - t1:.0f} s")
+    for name, model in zip(jobs, fitted):
+        students[name] = model
+        log(f"student {name}: {model.result.epochs_run} epochs ({time.perf_counter() - t:.0f} s into the students)")
     secs["students"] = time.perf_counter() - t
     models = {"teacher (pretrained)": teacher, "student (shipped, distilled)": shipped, **students}
     plain = ["MLP", "DS-CNN", "angular"]

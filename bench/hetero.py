@@ -19,6 +19,7 @@ batches of 25, two-level hierarchical search (HS) and exhaustive search (ES) wit
 
 from __future__ import annotations
 
+import functools
 import tempfile
 import time
 from dataclasses import replace
@@ -84,18 +85,69 @@ def _methods(ds, scores: dict[str, np.ndarray], seed: int) -> dict[str, dict]:
     return out
 
 
-def run(quick: bool = False, out_dir: Path = RESULTS, argv: str = "") -> str:
+def _condition(item: tuple, sizes: tuple[int, int, int, int]) -> tuple[dict, dict]:
+    """One heterogeneity type (an independent task): simulate, train the DNN, export the smartphone bundle, adapt
+    it and score every method; ``item = (i, (key, title, train_cfg, test_cfgs))``. Returns (results, info)."""
+    from edgebm.data.simulated import generate_dataset
+    from edgebm.models.estimator import make_model
+    from edgebm.pipeline import export_for_profile
+    from edgebm.runtime import HeadAdapter, Predictor
+    from edgebm.train import TrainConfig
+
+    i, (key, title, train_cfg, test_cfgs) = item
+    n_train, n_test, t_epochs, m_epochs = sizes
+    adapted = f"edgebm adapted ({N_LABELS} labels)"
+    with tempfile.TemporaryDirectory() as td:
+        t0 = time.perf_counter()
+        ds_train = generate_dataset(train_cfg, n_train, seed=10 + i)
+        held_train = generate_dataset(train_cfg, n_test, seed=100 + i)
+        shifted = _pooled(test_cfgs, n_test + N_LABELS, seed=200 + 10 * i)
+        perm = np.random.default_rng(i).permutation(len(shifted))
+        adapt_set, test_set = shifted.subset(perm[:N_LABELS]), shifted.subset(perm[N_LABELS:])
+        t_sim = time.perf_counter() - t0
+
+        # DNN: the teacher family, trained on the train condition (90/10 train/val for early stopping)
+        t0 = time.perf_counter()
+        tr, va = ds_train.split((0.9, 0.1), seed=0)
+        dnn = make_model("teacher", tr.n_b, tr.n_a, TrainConfig(epochs=t_epochs, seed=0, soft_weight=0.2), **TEACHER_PARAMS).fit(tr, va)
+        t_dnn = time.perf_counter() - t0
+
+        # edgebm: the smartphone export pipeline (MLP family) on the same train-condition data
+        t0 = time.perf_counter()
+        res = export_for_profile("smartphone", ds_train, Path(td) / f"bundle-{key}", families=["mlp"], latency_runs=100,
+                                 train_cfg=TrainConfig(epochs=m_epochs, seed=0, soft_weight=0.2))
+        t_export = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        out: dict[str, dict] = {}
+        for c, (cond, ds) in enumerate((("train", held_train), ("test", test_set))):
+            pred = Predictor(res.bundle_dir)
+            scores = {"DNN (teacher)": dnn.decision_scores(ds.rsrp_b), "edgebm bundle": pred.decision_scores(ds.rsrp_b)}
+            if cond == "test":
+                ad = HeadAdapter(pred, lr=0.1, steps=20, seed=0, max_update_ms=1e9)  # offline: no per-update time cap
+                for lo in range(0, N_LABELS, ADAPT_BATCH):
+                    ad.update(adapt_set.rsrp_b[lo : lo + ADAPT_BATCH], adapt_set.best_a[lo : lo + ADAPT_BATCH])
+                scores[adapted] = pred.decision_scores(ds.rsrp_b)
+                rolled_back = ad.timing()["rolled_back"]
+            out[cond] = _methods(ds, scores, 1000 + 10 * i + c)
+        t_eval = time.perf_counter() - t0
+        info = {"title": title, "bundle": res.chosen.name, "n_train": len(ds_train), "n_held": len(held_train),
+                     "n_test": len(test_set), "dnn_epochs": dnn.result.epochs_run if dnn.result else None,
+                     "n_a_train": ds_train.n_a, "n_a_test": test_set.n_a, "rolled_back": rolled_back,
+                     "secs": {"simulate": t_sim, "teacher": t_dnn, "export": t_export, "evaluate": t_eval}}
+    return out, info
+
+
+def run(quick: bool = False, out_dir: Path = RESULTS, argv: str = "", executor=None) -> str:
+    """Run the suite; ``executor`` (:mod:`edgebm.parallel`) runs the three heterogeneity types (default: here,
+    one after the other)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import torch
 
-    from edgebm.data.simulated import generate_dataset
-    from edgebm.models.estimator import make_model
-    from edgebm.pipeline import export_for_profile
-    from edgebm.runtime import HeadAdapter, Predictor
-    from edgebm.train import TrainConfig
+    from edgebm.parallel import Resources, SerialExecutor
 
     torch.set_num_threads(1)
     t_start = time.perf_counter()
@@ -105,46 +157,11 @@ def run(quick: bool = False, out_dir: Path = RESULTS, argv: str = "") -> str:
     order = ["DNN (teacher)", "edgebm bundle", "HS", "ES", adapted, "best non-ML"]
     results: dict[str, dict[str, dict[str, dict]]] = {}
     info: dict[str, dict] = {}
-    with tempfile.TemporaryDirectory() as td:
-        for i, (key, title, train_cfg, test_cfgs) in enumerate(_conditions()):
-            t0 = time.perf_counter()
-            ds_train = generate_dataset(train_cfg, n_train, seed=10 + i)
-            held_train = generate_dataset(train_cfg, n_test, seed=100 + i)
-            shifted = _pooled(test_cfgs, n_test + N_LABELS, seed=200 + 10 * i)
-            perm = np.random.default_rng(i).permutation(len(shifted))
-            adapt_set, test_set = shifted.subset(perm[:N_LABELS]), shifted.subset(perm[N_LABELS:])
-            t_sim = time.perf_counter() - t0
-
-            # DNN: the teacher family, trained on the train condition (90/10 train/val for early stopping)
-            t0 = time.perf_counter()
-            tr, va = ds_train.split((0.9, 0.1), seed=0)
-            dnn = make_model("teacher", tr.n_b, tr.n_a, TrainConfig(epochs=t_epochs, seed=0, soft_weight=0.2), **TEACHER_PARAMS).fit(tr, va)
-            t_dnn = time.perf_counter() - t0
-
-            # edgebm: the smartphone export pipeline (MLP family) on the same train-condition data
-            t0 = time.perf_counter()
-            res = export_for_profile("smartphone", ds_train, Path(td) / f"bundle-{key}", families=["mlp"], latency_runs=100,
-                                     train_cfg=TrainConfig(epochs=m_epochs, seed=0, soft_weight=0.2))
-            t_export = time.perf_counter() - t0
-
-            t0 = time.perf_counter()
-            results[key] = {}
-            for c, (cond, ds) in enumerate((("train", held_train), ("test", test_set))):
-                pred = Predictor(res.bundle_dir)
-                scores = {"DNN (teacher)": dnn.decision_scores(ds.rsrp_b), "edgebm bundle": pred.decision_scores(ds.rsrp_b)}
-                if cond == "test":
-                    ad = HeadAdapter(pred, lr=0.1, steps=20, seed=0, max_update_ms=1e9)  # offline: no per-update time cap
-                    for lo in range(0, N_LABELS, ADAPT_BATCH):
-                        ad.update(adapt_set.rsrp_b[lo : lo + ADAPT_BATCH], adapt_set.best_a[lo : lo + ADAPT_BATCH])
-                    scores[adapted] = pred.decision_scores(ds.rsrp_b)
-                    rolled_back = ad.timing()["rolled_back"]
-                results[key][cond] = _methods(ds, scores, 1000 + 10 * i + c)
-            t_eval = time.perf_counter() - t0
-            info[key] = {"title": title, "bundle": res.chosen.name, "n_train": len(ds_train), "n_held": len(held_train),
-                         "n_test": len(test_set), "dnn_epochs": dnn.result.epochs_run if dnn.result else None,
-                         "n_a_train": ds_train.n_a, "n_a_test": test_set.n_a, "rolled_back": rolled_back,
-                         "secs": {"simulate": t_sim, "teacher": t_dnn, "export": t_export, "evaluate": t_eval}}
-
+    sizes = (n_train, n_test, t_epochs, m_epochs)
+    conds = list(enumerate(_conditions()))
+    ex = executor if executor is not None else SerialExecutor(threads=1)    # python -m bench hetero --ray / --workers
+    for (_, (key, *_rest)), (res, inf) in zip(conds, ex.imap(functools.partial(_condition, sizes=sizes), conds, Resources(cpus=1))):
+        results[key], info[key] = res, inf
     runtime = time.perf_counter() - t_start
     lines = header(
         "UE heterogeneity (suite 3, seed 000 Fig. 3)",

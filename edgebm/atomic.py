@@ -20,13 +20,15 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
 __all__ = [
-    "atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_path", "temp_dir_beside", "ScratchDir",
+    "atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_path", "temp_dir_beside", "atomic_folder",
+    "swap_folder", "ScratchDir",
     "clean_stale_siblings", "fsync_dir", "file_mode", "dir_mode", "pid_alive", "TMP_TAG", "OLD_TAG",
 ]
 
@@ -135,6 +137,50 @@ def temp_dir_beside(target: str | Path, tag: str = TMP_TAG) -> Path:
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=_prefix(target, tag)))
     os.chmod(tmp, dir_mode())
     return tmp
+
+
+def swap_folder(new: str | Path, target: str | Path) -> Path:
+    """Move the complete folder ``new`` (a :func:`temp_dir_beside` sibling) to ``target``, replacing the folder
+    there: ``target`` is renamed to ``.<name>.old-<pid>-*``, ``new`` to ``target``, then the old one is removed.
+    Both versions are on disk at every moment; if the second rename fails the old version is put back, and if
+    the process dies between the renames :func:`clean_stale_siblings` (run by the next writer or reader of
+    ``target``) renames the old version back. The caller has checked that ``target`` may be replaced
+    (:func:`edgebm.outputs.check_output_folder`). Returns ``target``."""
+    new, target = Path(new), Path(target)
+    old: Path | None = None
+    if target.exists() or target.is_symlink():
+        old = target.with_name(f".{target.name}.{OLD_TAG}-{os.getpid()}-{secrets.token_hex(4)}")
+        target.rename(old)
+    try:
+        new.rename(target)  # between the two renames: target missing, the old and the complete new version on disk
+    except BaseException:
+        if old is not None and old.exists() and not target.exists():
+            old.rename(target)
+        raise
+    fsync_dir(target.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+@contextlib.contextmanager
+def atomic_folder(target: str | Path, before_swap: Callable[[], Any] | None = None) -> Iterator[Path]:
+    """For writers of a whole folder (a run folder, a shard folder, a bundle): yields a new empty temp folder
+    beside ``target``; on a clean exit its entries are flushed, ``before_swap()`` runs (a last check that
+    ``target`` may still be replaced) and the folder replaces ``target`` (:func:`swap_folder`); on an
+    exception it is removed and ``target`` is untouched."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_dir_beside(target)
+    try:
+        yield tmp
+        fsync_dir(tmp)
+        if before_swap is not None:
+            before_swap()
+        swap_folder(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def clean_stale_siblings(target: str | Path) -> list[Path]:

@@ -9,6 +9,7 @@ first: arguments, profile, output folder, keys, dataset size — then the expens
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import signal
@@ -19,6 +20,7 @@ from typing import Any, Callable, Sequence
 
 from .errors import (EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_OVER_BUDGET, EXIT_TERMINATED, ConfigError,
                      EdgebmError)
+from .parallel import add_ray_argument
 
 
 class CliError(EdgebmError):
@@ -70,13 +72,19 @@ def _float_arg(lo: float, hi: float = math.inf, lo_open: bool = True) -> Callabl
 
 
 _SEED = _int_arg(0, 2**32 - 1)
-#: files `edgebm train` writes into a run folder (an existing folder holding only these may be rewritten)
-RUN_FILES = frozenset({"model.pt", "model.pkl", "config.json", "metrics.json", "history.json"})
 
 
-def _is_run_folder(path: Path) -> bool:
-    names = {p.name for p in path.iterdir()}
-    return "config.json" in names and names <= RUN_FILES and all(p.is_file() for p in path.iterdir())
+def _reference_arg(text: str) -> str | float:
+    """argparse type of ``--monitor-reference``: ``activation``, ``validated`` or a miss rate in (0, 1)."""
+    if text in ("activation", "validated"):
+        return text
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be 'activation', 'validated' or a miss rate in (0, 1), got {text!r}") from None
+    if not (math.isfinite(v) and 0 < v < 1):
+        raise argparse.ArgumentTypeError(f"a miss rate must be in (0, 1), got {text!r}")
+    return v
 
 
 def _is_report_folder(path: Path) -> bool:
@@ -219,12 +227,32 @@ def _array_shape_or_cli(text: str, flag: str) -> tuple[int, int]:
         raise CliError(f"{flag}: {e}") from None
 
 
+def _check_dataset_outputs(dataset: str | None, paths: str | None = None, dataset_arg: str = "--out",
+                           paths_arg: str = "--paths-out") -> Callable[[], None]:
+    """Check a command's output files before any work: the dataset ``.npz`` and the path table may be new files
+    or a previous output of the same kind (replaced atomically); any other existing file is refused (edgebm never
+    overwrites files it did not create), and two outputs may not name the same file. Returns the check, to run
+    again just before writing (the files may have appeared during a long simulation)."""
+    from .data.dataset import is_dataset_file
+    from .data.paths import is_path_table_file
+    from .outputs import check_distinct_outputs, check_output_file
+
+    def check() -> None:
+        check_distinct_outputs({dataset_arg: dataset, paths_arg: paths})
+        if dataset is not None:
+            check_output_file(dataset, dataset_arg, is_dataset_file, "dataset")
+        if paths is not None:
+            check_output_file(paths, paths_arg, is_path_table_file, "path table")
+
+    check()
+    return check
+
+
 def cmd_data_generate(a: argparse.Namespace) -> int:
     import numpy as np
 
     from .data import save_dataset
     from .data.simulated import generate_dataset
-    from .outputs import check_output_file
     from .sim import RandomScenario
 
     scn = _scenario_from_args(a)
@@ -248,13 +276,12 @@ def cmd_data_generate(a: argparse.Namespace) -> int:
     n_total = a.samples if traj is None else traj[0] * traj[1]
     if a.shards is not None:
         return _generate_shards(a, scn, traj, con, where, n_total)
-    if a.workers != 1:
-        raise CliError("--workers: parallel generation needs --shards N (shards are generated independently)")
+    if a.workers != 1 or a.ray is not None:
+        flag = "--ray" if a.ray is not None else "--workers"
+        raise CliError(f"{flag}: parallel generation needs --shards N (shards are generated independently)")
     if Path(a.out).is_dir():
         raise CliError(f"--out: {a.out} is a folder; pass --shards N to write a shard folder, or give a .npz file name")
-    check_output_file(a.out, "--out")           # before simulating
-    if a.paths_out:
-        check_output_file(a.paths_out, "--paths-out")
+    outputs = _check_dataset_outputs(a.out, a.paths_out)   # before simulating
     with con.status(f"simulating {n_total} UE samples in {where}..."):
         if a.paths_out:
             from .data.paths import save_path_table
@@ -265,10 +292,13 @@ def cmd_data_generate(a: argparse.Namespace) -> int:
             res = (simulate_trajectories(scn, n_ues=traj[0], n_steps=traj[1], dt_s=traj[2], seed=a.seed) if traj
                    else simulate(scn, n_samples=a.samples, seed=a.seed))
             ds = dataset_from_sim(res)
-            save_path_table(a.paths_out, sim_to_path_table(res))
-            con.print(f"wrote path table {a.paths_out}")
+            table = sim_to_path_table(res)
         else:
             ds = generate_dataset(scn, n_samples=a.samples, seed=a.seed, trajectories=traj)
+    outputs()                                   # still safe after the long simulation
+    if a.paths_out:
+        save_path_table(a.paths_out, table)
+        con.print(f"wrote path table {a.paths_out}")
     path = save_dataset(ds, a.out)
     extra = f", {len(np.unique(ds.city_id))} cities" if is_random else ""
     con.print(f"wrote {path}: {len(ds)} samples, Set B {ds.n_b} -> Set A {ds.n_a}, LOS {ds.los.mean():.0%}{extra}")
@@ -276,36 +306,51 @@ def cmd_data_generate(a: argparse.Namespace) -> int:
 
 
 def _generate_shards(a: argparse.Namespace, scn: Any, traj: Any, con: Any, where: str, n_total: int) -> int:
-    from .data.shards import ShardSpec, read_index, write_shards
+    from .data.shards import ShardSpec, check_shards_out, read_index, write_shards
     from .errors import ConfigError
 
     if a.paths_out:
         raise CliError("--paths-out: not available with --shards (write a single file to export paths)")
+    check_shards_out(a.out, "--out")            # before the progress bar and any simulation
     try:
         spec = ShardSpec(scn, a.samples, a.seed, a.shards, trajectories=traj)
     except ConfigError as e:
         raise CliError(f"--{e.field.split('.')[0].replace('_', '-')}: {e.problem}" + (f"; {e.fix}" if e.fix else "")) from None
-    with _RichProgress() as prog:
+    parallel = a.ray is not None or a.workers > 1
+    if parallel:
+        from .outputs import check_output_folder
+        from .data.shards import _is_shard_folder
+
+        check_output_folder(a.out, "--out", _is_shard_folder, "shard folder")   # before starting workers or Ray
+    with (_executor(a) if parallel else _no_executor()) as ex, _RichProgress() as prog:
+        if ex is not None:
+            con.print(f"generating {spec.shards} shards on {ex.describe()}")
         prog("shards", 0, spec.shards, f"{n_total} UE samples in {where}")
         report = lambda done, total: prog("shards", done, total, f"{n_total} UE samples in {where}")  # noqa: E731
-        if a.workers > 1:
-            from concurrent.futures import ProcessPoolExecutor
-
-            with ProcessPoolExecutor(max_workers=a.workers) as pool:
-                out = write_shards(spec, a.out, map_fn=pool.map, progress=report)
-        else:
-            out = write_shards(spec, a.out, progress=report)
+        out = write_shards(spec, a.out, progress=report, executor=ex)
     idx = read_index(out)
     con.print(f"wrote {out}/: {idx['n_samples']} samples in {len(idx['shards'])} shards + index.json, "
               f"Set B {idx['set_b']} -> Set A {idx['set_a']}")
     return EXIT_OK
 
 
+def _executor(a: argparse.Namespace, threads: int = 1) -> Any:
+    """The :class:`edgebm.parallel.Executor` for ``--ray`` / ``--workers`` (Ray is imported only with ``--ray``)."""
+    from .parallel import make_executor
+
+    return make_executor(ray=getattr(a, "ray", None), workers=getattr(a, "workers", 1), threads=threads)
+
+
+@contextlib.contextmanager
+def _no_executor() -> Any:
+    yield None
+
+
 def cmd_data_from_paths(a: argparse.Namespace) -> int:
     from .data import save_dataset
     from .data.paths import dataset_from_path_table, load_path_table
     from .errors import ConfigError
-    from .outputs import check_output_file
+    from .outputs import check_distinct_outputs
     from .sim import ScenarioConfig
 
     try:    # the radio options first (cheap), with the flag's name in the message
@@ -315,7 +360,8 @@ def cmd_data_from_paths(a: argparse.Namespace) -> int:
         if e.field.endswith("downtilt_deg"):
             raise CliError(f"--downtilt: {e.problem}; {e.fix}") from None
         raise _radio_error(e) from None
-    check_output_file(a.out, "--out")
+    check_distinct_outputs({"PATHS (the input path table)": a.paths, "--out": a.out})   # the input table is not an output
+    outputs = _check_dataset_outputs(a.out)
     table = load_path_table(a.paths)
     try:
         ds, info = dataset_from_path_table(
@@ -326,6 +372,7 @@ def cmd_data_from_paths(a: argparse.Namespace) -> int:
         if type(e).__name__ == "DatasetError":
             raise
         raise CliError(f"{a.paths}: {e}") from None
+    outputs()
     path = save_dataset(ds, a.out)
     _console().print(f"wrote {path}: {len(ds)} UEs ({info.get('n_dropped', 0)} without any path dropped), "
                      f"Set B {ds.n_b} -> Set A {ds.n_a}, LOS {ds.los.mean():.0%}")
@@ -345,15 +392,14 @@ def cmd_data_raytrace(a: argparse.Namespace) -> int:
             raise ValueError
     except ValueError:
         raise CliError("--tx expects X,Y,Z (m) and --grid 'X0,X1,NX;Y0,Y1,NY;Z' (m)") from None
-    from .outputs import check_output_file
-
-    check_output_file(a.out, "--out")           # before ray tracing
+    outputs = _check_dataset_outputs(None, a.out, paths_arg="--out")   # before ray tracing
     info: dict = {}
     try:
         with _console().status(f"ray tracing {a.scene} at {a.carrier / 1e9:g} GHz, depth {a.max_depth}..."):
             table = raytrace_scene(a.scene, tx=tx, grid=grid, carrier_hz=a.carrier, max_depth=a.max_depth, seed=a.seed, info=info)
     except RaytraceUnavailable as e:
         raise CliError(str(e)) from None
+    outputs()
     save_path_table(a.out, table)
     _console().print(f"wrote {a.out}: {len(table['rx_pos'])} receivers with paths ({info.get('n_dropped', 0)} without any path dropped)")
     return EXIT_OK
@@ -564,6 +610,20 @@ def cmd_check(a: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- train / evaluate
+def _trusted_keys(paths: Sequence[str]) -> list[Any] | None:
+    """The ``--trusted-key`` public keys (None when none is given); a missing or bad key file is one line, exit 2."""
+    if not paths:
+        return None
+    from .runtime.signing import load_public_key
+
+    return [load_public_key(k, arg="--trusted-key") for k in paths]
+
+
+def _add_trusted_key(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trusted-key", action="append", default=[], metavar="KEY.pub.pem",
+                   help="refuse the bundle unless it is signed by this ed25519 public key (repeatable; extra: edgebm[sign])")
+
+
 def _parse_params(items: list[str]) -> dict[str, Any]:
     """``--param key=value`` pairs; values parsed as JSON when they are JSON (numbers, lists), else strings."""
     out: dict[str, Any] = {}
@@ -584,13 +644,13 @@ def cmd_train(a: argparse.Namespace) -> int:
     from .data import load_dataset
     from .models.estimator import ALL_FAMILIES, ModelError
     from .pipeline import train_run
+    from .pipeline.train_job import check_run_out, check_train_memory
     from .train import TrainConfig
-
-    from .outputs import check_output_folder
 
     if a.model not in ALL_FAMILIES:
         raise CliError(f"--model {a.model!r}: unknown family (known: {', '.join(ALL_FAMILIES)})")
-    check_output_folder(a.out, "--out", _is_run_folder, "run folder")  # before loading data or training
+    check_run_out(a.out, "--out")  # before loading data or training
+    check_train_memory(a.data, a.model, distil=bool(a.distil_from), arg="--data")  # from the headers, before loading
     ds = load_dataset(a.data)
     n, unit = _units(ds)
     _check_split(n, "--data", (2, 1, 1), unit)
@@ -602,7 +662,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     params = _parse_params(a.param)
     with _RichProgress() as prog:
         try:
-            res = train_run(ds, a.model, a.out, cfg, params, distil_from=a.distil_from, data_path=str(a.data),
+            res = train_run(ds, a.model, a.out, cfg, params, distil_from=a.distil_from, data_path=str(a.data), arg="--out",
                             progress=lambda e, n, row: prog("train", e, n, f"val top-1 {row.get('val_top1', float('nan')):.3f}"))
         except ModelError as e:
             where = "--distil-from" if a.distil_from and "teacher" in str(e) else f"--model {a.model}"
@@ -622,16 +682,28 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from rich.table import Table
 
     from .data import load_dataset
-    from .evaluate import COLUMNS, choose_split, evaluation_rows, scores_from
+    from .data.shards import check_memory
+    from .evaluate import COLUMNS, MEMORY_FACTOR, choose_split, evaluation_rows, scores_from
     from .models.estimator import ModelError
     from .numfmt import fmt_num
 
     src = Path(a.source)
     if not src.exists():
         raise CliError(f"{src}: no such run or bundle folder")
+    keys = _trusted_keys(a.trusted_key)
+    if keys:  # cheap: refuse an unsigned, untrusted or tampered bundle before loading any data
+        if not (src / "manifest.json").is_file():
+            raise ConfigError("--trusted-key", f"{src} is a run folder (edgebm train), not a bundle",
+                              "signatures cover bundles (edgebm export); drop --trusted-key to evaluate a run folder you made")
+        from .runtime import read_manifest
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # extra files: reported once when the Predictor opens the bundle
+            read_manifest(src, trusted_keys=keys)
+    check_memory(a.data, "--data", MEMORY_FACTOR, "edgebm evaluate")   # from the headers, before loading
     ds, split = choose_split(load_dataset(a.data), src, a.split, a.seed)
     try:
-        label, scores = scores_from(src, ds)
+        label, scores = scores_from(src, ds, trusted_keys=keys)
     except ModelError as e:
         raise CliError(str(e)) from None
     if scores.shape != (len(ds), ds.n_a):
@@ -655,7 +727,45 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 #: EmulatorConfig field -> the emulate option that sets it (errors name the option the user typed)
 _EMULATE_FLAGS = {"n_ues": "--ues", "duration_s": "--duration", "ssb_period_ms": "--ssb-period", "k_refine": "--k",
                   "confidence": "--confidence", "drop_db": "--drop-db", "full_sweep_every": "--full-sweep-every",
-                  "max_labels": "--max-labels", "shifts": "--shift", "seed": "--seed"}
+                  "max_labels": "--max-labels", "shifts": "--shift", "seed": "--seed", "monitoring.every": "--monitor-every",
+                  "monitoring.reference": "--monitor-reference", "monitor.metric": "--monitor-metric", "monitor.arl0": "--monitor-arl0",
+                  "monitor.k": "--k", "city": "--scenario"}
+
+
+def _emulate_bundles(a: argparse.Namespace) -> list[Path]:
+    """The positional bundle (or every bundle in a folder of bundles, by name) followed by each ``--bundle``."""
+    first = Path(a.bundle)
+    if first.is_dir() and not (first / "manifest.json").exists():
+        inner = sorted(p for p in first.iterdir() if p.is_dir() and (p / "manifest.json").is_file())
+        if not inner:
+            raise ConfigError("bundle", f"{first} is neither a bundle (no manifest.json) nor a folder of bundles",
+                              "give a folder written by edgebm export, or a folder holding several")
+        bundles = inner
+    else:
+        bundles = [first]
+    bundles += [Path(b) for b in a.extra_bundle]
+    seen: dict[Path, Path] = {}
+    for b in bundles:
+        r = b.resolve()
+        if r in seen:
+            raise ConfigError("--bundle", f"{b} is given twice", "register each bundle once")
+        seen[r] = b
+    return bundles
+
+
+def _monitoring_settings(a: argparse.Namespace, n_bundles: int) -> Any:
+    """Life-cycle management settings from the ``--monitor*`` options (None: off). Several bundles or any
+    ``--monitor-*`` option turn it on."""
+    from .emulator.monitoring import MonitoringSettings
+    from .runtime.lcm import LcmConfig
+    from .runtime.monitor import MonitorConfig
+
+    opts = (a.monitor_every, a.monitor_metric, a.monitor_arl0, a.monitor_reference)
+    if not (a.monitor or n_bundles > 1 or any(v is not None for v in opts)):
+        return None
+    mon = MonitorConfig(**{k: v for k, v in (("metric", a.monitor_metric), ("arl0", a.monitor_arl0), ("k", a.k)) if v is not None})
+    kw = {k: v for k, v in (("every", a.monitor_every), ("reference", a.monitor_reference)) if v is not None}
+    return MonitoringSettings(lcm=LcmConfig(monitor=mon), **kw)
 
 
 def cmd_emulate(a: argparse.Namespace) -> int:
@@ -663,35 +773,40 @@ def cmd_emulate(a: argparse.Namespace) -> int:
     from .outputs import check_output_folder
     from .runtime import read_manifest
 
+    bundles = _emulate_bundles(a)
     try:
         shifts = tuple(parse_shift(s, default_at_s=a.duration / 2) for s in a.shift)
         cfg = EmulatorConfig(n_ues=a.ues, duration_s=a.duration, ssb_period_ms=a.ssb_period, k_refine=a.k, confidence=a.confidence,
                              drop_db=a.drop_db, full_sweep_every=a.full_sweep_every, adapt=not a.no_adapt, shifts=shifts, seed=a.seed,
-                             max_labels=a.max_labels)
+                             max_labels=a.max_labels, monitoring=_monitoring_settings(a, len(bundles)), city=a.scenario)
     except ConfigError as e:
         raise ConfigError(_EMULATE_FLAGS.get(e.field, e.field), e.problem, e.fix) from None
-    out = Path(a.out) if a.out else Path("runs") / "emulate" / Path(a.bundle).name
+    out = Path(a.out) if a.out else Path("runs") / "emulate" / bundles[0].name
     check_output_folder(out, "--out", _is_report_folder, "emulator report")
-    keys = None
-    if a.trusted_key:
-        from .runtime.signing import load_public_key
-
-        keys = [load_public_key(k, arg="--trusted-key") for k in a.trusted_key]
+    keys = _trusted_keys(a.trusted_key)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the Predictor in run_emulator reports unlisted files once
-        man = read_manifest(a.bundle, trusted_keys=keys)  # cheap: refuse a bad bundle before simulating anything
+        mans = [read_manifest(b, trusted_keys=keys) for b in bundles]  # cheap: refuse a bad bundle before simulating anything
+    man = mans[0]
     if cfg.k_refine > man.n_beams_a:
         raise ConfigError("--k", f"{cfg.k_refine} beams to refine, the bundle predicts only {man.n_beams_a}", f"give --k in [1, {man.n_beams_a}]")
+    for b, m in zip(bundles[1:], mans[1:]):
+        if m.n_beams_b != man.n_beams_b:
+            raise ConfigError("--bundle", f"{b} takes |Set B| = {m.n_beams_b}, {bundles[0]} takes {man.n_beams_b}",
+                              "register bundles for the same Set B")
     with _RichProgress() as prog:
         try:
-            res = run_emulator(a.bundle, cfg, progress=prog, trusted_keys=keys)
+            res = run_emulator(bundles if len(bundles) > 1 else bundles[0], cfg, progress=prog, trusted_keys=keys)
+        except ConfigError as e:  # a setting the bundle decides on (e.g. --scenario rand-S-K past its cities)
+            raise ConfigError(_EMULATE_FLAGS.get(e.field, e.field), e.problem, e.fix) from None
         except EmulatorError as e:
             raise CliError(str(e)) from None
-    k = write_report(res, out)
+    k = write_report(res, out, before_swap=lambda: check_output_folder(out, "--out", _is_report_folder, "emulator report"))
     con = _console(False)
     from rich.table import Table
 
-    t = Table(title=f"emulator: {k['ues']} UEs x {k['cycles']} cycles of {k['cycle_ms']:g} ms")
+    t = Table(title=f"emulator: {k['ues']} UEs x {k['cycles']} cycles of {k['cycle_ms']:g} ms in {k['config']['city']} "
+                    f"({k['config']['city_source']})")
     for col in ("method", "SE", "SE drop mean", "SE drop p90", "beams/cycle", "effective SE"):
         t.add_column(col, justify="left" if col == "method" else "right")
     for m, v in k["methods"].items():
@@ -701,8 +816,16 @@ def cmd_emulate(a: argparse.Namespace) -> int:
     con.print(f"deadline {tm['deadline_ms']:g} ms: p99 {tm['latency_p99_ms']:.3f} ms (margin {tm['margin_p99_ms']:.3f} ms), misses {tm['deadline_misses']}; "
               f"fallback rate {k['fallback_rate']:.3f}; updates {k['adaptation']['updates']}")
     for s in k["shifts"]:
+        rec = s["recovered_fraction"]
         con.print(f"shift {s['shift']}: SE drop before {s['before']['edgebm']['se_drop_mean']:.4f} -> just after {s['just_after']['edgebm']['se_drop_mean']:.4f} "
-                  f"-> adapted {s['adapted']['edgebm']['se_drop_mean']:.4f}; recovered {s['recovered_fraction']:.1%} of pre-shift SE")
+                  f"-> adapted {s['adapted']['edgebm']['se_drop_mean']:.4f}" + (f"; recovered {rec:.1%} of pre-shift SE" if rec is not None else "")
+                  + ("" if k.get("monitoring") is None else
+                     f"; detected after {s['detected_after_s']:.2f} s by the {s['detected_by']}" if s["detected_after_s"] is not None else "; not detected"))
+    m = k.get("monitoring")
+    if m:
+        c = m["cost_us"]
+        con.print(f"life-cycle management: {len(m['events'])} decisions ({', '.join(e['action'] + '@' + format(e['t_s'], '.2f') + 's' for e in m['events']) or 'none'}); "
+                  f"false alarms before the first shift {m['false_alarms']}; monitor cost per cycle p99 {c['host_p99']:.0f} us host, {c['device_p99']:.0f} us device")
     con.print(f"wrote {out}/ (kpis.json, summary.md, {', '.join(k['plots'])})")
     return EXIT_OK
 
@@ -729,9 +852,8 @@ def cmd_sign(a: argparse.Namespace) -> int:
 
 def cmd_verify(a: argparse.Namespace) -> int:
     from .runtime import Predictor
-    from .runtime.signing import load_public_key
 
-    keys = [load_public_key(k, arg="--trusted-key") for k in a.trusted_key] or None
+    keys = _trusted_keys(a.trusted_key)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # extra files are listed below
         # everything the runtime would check: manifest, digest, signature, hashes, model, head, codebook
@@ -795,6 +917,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--shards", type=_int_arg(1), default=None, metavar="N", help="write a folder of N .npz shards + "
                    "index.json (--out is the folder; loads as one dataset everywhere, streams with open_dataset)")
     g.add_argument("--workers", type=_int_arg(1), default=1, help="processes generating shards in parallel (same bytes; default 1)")
+    add_ray_argument(g, "the shards (same bytes; needs --shards)")
     g.add_argument("--out", required=True, help="output .npz (or folder with --shards)")
     g.set_defaults(func=cmd_data_generate)
     fp = d.add_parser("from-paths", help="build a BeamDataset from a ray-traced path table (docs/path_table.md)")
@@ -866,10 +989,28 @@ def build_parser() -> argparse.ArgumentParser:
                          "test: the test split with --seed; all: every row")
     ev.add_argument("--seed", type=_SEED, default=0, help="seed of the baselines' measurement noise (and the split seed for --split test)")
     ev.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_trusted_key(ev)
     ev.set_defaults(func=cmd_evaluate)
 
     em = sub.add_parser("emulate", help="run a bundle in the UE emulator over simulated trajectories")
-    em.add_argument("bundle", help="bundle folder (edgebm export)")
+    em.add_argument("bundle", help="bundle folder (edgebm export), or a folder of bundles (all registered; the first by name is "
+                                   "active at the start and sets the scenario)")
+    em.add_argument("--bundle", dest="extra_bundle", action="append", default=[], metavar="BUNDLE",
+                    help="another bundle life-cycle management may switch to (repeatable; turns --monitor on)")
+    em.add_argument("--monitor", action="store_true",
+                    help="life-cycle management: monitor the model on periodic full sweeps, keep / adapt / switch / deactivate / reactivate")
+    em.add_argument("--monitor-every", type=_int_arg(1), default=None, metavar="N",
+                    help="cycles between monitoring sweeps (full Set A) per UE (default 25)")
+    em.add_argument("--monitor-metric", choices=("top1", "topk"), default=None,
+                    help="alarm on the top-1 (default) or the top-K (K = --k) beam missing the best by more than 1 dB")
+    em.add_argument("--monitor-arl0", type=_float_arg(1.0), default=None, metavar="LABELS",
+                    help="in-control average run length of the alarm: labels between false alarms (default 5000)")
+    em.add_argument("--monitor-reference", type=_reference_arg, default=None, metavar="activation|validated|P",
+                    help="in-control miss rate: calibrated on the first labels (activation, default), the bundle's held-out "
+                         "metrics (validated), or a rate P")
+    em.add_argument("--scenario", default=None, metavar="CITY",
+                    help="city the UEs move in: city0..city3 (as in data generate), or rand-<seed>-<k> of a bundle trained on "
+                         "randomised cities (default: the bundle's own city; city0 for a bundle trained on randomised cities)")
     em.add_argument("--ues", type=_int_arg(1), default=16, help="UEs (default 16)")
     em.add_argument("--duration", type=_float_arg(0.0), default=10.0, help="seconds of simulated time (default 10)")
     em.add_argument("--ssb-period", type=_float_arg(0.0), default=None, help="SSB period, ms: 5, 10, 20, 40, 80 or 160 (default: the profile's)")
@@ -883,8 +1024,7 @@ def build_parser() -> argparse.ArgumentParser:
     em.add_argument("--no-adapt", action="store_true", help="disable the on-device head update")
     em.add_argument("--seed", type=_SEED, default=0)
     em.add_argument("--out", default=None, help="report folder (default runs/emulate/<bundle>)")
-    em.add_argument("--trusted-key", action="append", default=[], metavar="KEY.pub.pem",
-                    help="refuse the bundle unless it is signed by this ed25519 public key (repeatable; extra: edgebm[sign])")
+    _add_trusted_key(em)
     em.set_defaults(func=cmd_emulate)
 
     c = sub.add_parser("check", help="run the budget gate on any ONNX file")
@@ -902,7 +1042,7 @@ def build_parser() -> argparse.ArgumentParser:
     sg.set_defaults(func=cmd_sign)
     vf = sub.add_parser("verify", help="check a bundle's manifest, digest, file hashes and (with --trusted-key) signature")
     vf.add_argument("bundle", help="bundle folder")
-    vf.add_argument("--trusted-key", action="append", default=[], metavar="KEY.pub.pem", help="public key the bundle must be signed by (repeatable)")
+    _add_trusted_key(vf)
     vf.set_defaults(func=cmd_verify)
     return p
 

@@ -46,6 +46,13 @@ class ConfigError(EdgebmError, ValueError):
         label = self.field_label.format(field=field)
         super().__init__((f"{where}: " if where else "") + f"{label}: {problem}" + (f"; {fix}" if fix else ""))
 
+    def __reduce__(self) -> tuple:
+        # pickled with its fields, so it crosses process and Ray task boundaries as itself (the default pickles
+        # only the message, which __init__ cannot take back)
+        import functools
+
+        return (functools.partial(type(self), where=self.where), (self.field, self.problem, self.fix))
+
 
 class ProfileError(EdgebmError, ValueError):
     """A profile file is missing, unreadable or does not match the schema."""

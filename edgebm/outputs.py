@@ -18,7 +18,7 @@ from typing import Callable
 from .atomic import clean_stale_siblings
 from .errors import ConfigError
 
-__all__ = ["check_writable_location", "check_output_folder", "check_output_file", "folder_entries"]
+__all__ = ["check_writable_location", "check_output_folder", "check_output_file", "check_distinct_outputs", "folder_entries"]
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -91,7 +91,8 @@ def check_output_folder(path: str | Path, arg: str, is_ours: Callable[[Path], bo
     clean_stale_siblings(path)
     if path.exists():
         if not path.is_dir():
-            raise ConfigError(arg, f"{path} is an existing file, not a {what} folder",
+            kind = what if what.endswith("folder") else f"{what} folder"
+            raise ConfigError(arg, f"{path} is an existing file, not an edgebm {kind}",
                               "give a folder name that does not exist yet (edgebm will not replace a file it did not write)")
         entries = folder_entries(path)
         if entries and not is_ours(path):
@@ -103,11 +104,38 @@ def check_output_folder(path: str | Path, arg: str, is_ours: Callable[[Path], bo
     return check_writable_location(path, arg)
 
 
-def check_output_file(path: str | Path, arg: str) -> Path:
-    """An output *file* path: not a folder, not a symlink, and its folder writable."""
+def check_output_file(path: str | Path, arg: str, is_ours: Callable[[Path], bool] | None = None,
+                      what: str = "file") -> Path:
+    """Refuse an output *file* path whose writing would destroy something edgebm did not create.
+
+    ``path`` may not exist, or may be a previous output of this kind (``is_ours(path)``, e.g. a BeamDataset
+    ``.npz``), which the caller then replaces atomically. A folder, a symbolic link, or any other existing
+    file is refused (without ``is_ours`` every existing file is). Leftover temp siblings of killed
+    processes are cleaned first; the folder must be writable. ``what`` names the output in messages
+    ("dataset", "path table", ...). Returns ``Path(path)``.
+    """
     path = Path(path)
     if path.is_dir():
-        raise ConfigError(arg, f"{path} is a folder", "give a file name")
+        raise ConfigError(arg, f"{path} is a folder", f"give a file name for the {what}")
     if path.is_symlink():
         raise ConfigError(arg, f"{path} is a symbolic link", "give a plain file name")
+    clean_stale_siblings(path)
+    if path.exists() and (is_ours is None or not is_ours(path)):
+        raise ConfigError(
+            arg, f"{path} already exists and is not an edgebm {what}",
+            f"give {arg} a new file name, or move that file away yourself; edgebm never overwrites files it did not create",
+        )
     return check_writable_location(path, arg)
+
+
+def check_distinct_outputs(paths: dict[str, str | Path | None]) -> None:
+    """Refuse two arguments naming the same file where one is an output (writing it would destroy the other
+    output, or the input being read): ``paths`` maps argument -> path (None: not given)."""
+    seen: dict[Path, str] = {}
+    for arg, p in paths.items():
+        if p is None:
+            continue
+        key = Path(os.path.abspath(p))
+        if key in seen:
+            raise ConfigError(arg, f"{p} is also {seen[key]}", f"give {arg} and {seen[key]} different file names")
+        seen[key] = arg

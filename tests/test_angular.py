@@ -149,6 +149,7 @@ def test_angular_family_trains_through_the_estimator_and_predictor_takes_a_new_c
     res = export_for_profile(prof, ds, tmp_path / "b", train_cfg=TrainConfig(epochs=4, seed=0, soft_weight=0.5), latency_runs=20,
                              force=True)   # fp32 only: 1.6 MB of weights is over the 1 MiB limit (int8 fits)
     assert res.chosen.family == "angular" and res.manifest["aps_output"] == "aps"
+    assert res.manifest["functionality"]["codebook_agnostic"] is True  # it serves codebooks it never saw: a new one is accepted
     pred = Predictor(res.bundle_dir, allow_failed=True)
     new = _codebooks(codebook_a="random", codebook_seed=3)
     pred.set_codebook(new["cb_a_weights"])

@@ -43,6 +43,15 @@ def test_emulator_deterministic_by_seed(sim_bundle):
     assert not np.array_equal(a.se["edgebm"], c.se["edgebm"])
 
 
+def test_emulator_city_is_the_bundles_own_unless_a_scenario_is_given(sim_bundle):
+    own = run_emulator(sim_bundle, EmulatorConfig(n_ues=2, duration_s=0.4, deadline_ms=1e9))
+    assert (own.config["city"], own.config["city_source"]) == ("city0", "the bundle's own city")
+    other = run_emulator(sim_bundle, EmulatorConfig(n_ues=2, duration_s=0.4, deadline_ms=1e9, city="city2"))
+    assert (other.config["scenario"]["city"], other.config["city_source"]) == ("city2", "--scenario")
+    assert {k: v for k, v in other.config["scenario"].items() if k != "city"} == {k: v for k, v in own.config["scenario"].items() if k != "city"}
+    assert not np.array_equal(own.se["exhaustive"], other.se["exhaustive"])
+
+
 def test_emulator_shift_adapt_and_report(sim_bundle, tmp_path):
     cfg = EmulatorConfig(n_ues=4, duration_s=2.0, shifts=(parse_shift("codebook:random64", 1.0),), seed=0, full_sweep_every=2)
     res = run_emulator(sim_bundle, cfg)
@@ -62,6 +71,11 @@ def test_emulator_shift_adapt_and_report(sim_bundle, tmp_path):
     assert np.all(res.se["exhaustive"] <= res.se_genie + 1e-9)
     assert k["methods"]["exhaustive"]["beams_per_cycle"] == 64.0
     assert "Shift `codebook:random64`" in (tmp_path / "rep" / "summary.md").read_text()
+    # a second report into the same folder replaces it whole: a plot of the earlier run does not survive
+    (tmp_path / "rep" / "se_stale_plot.png").write_bytes(b"old")
+    write_report(res, tmp_path / "rep", window=20)
+    assert sorted(p.name for p in (tmp_path / "rep").iterdir()) == sorted(k["plots"] + ["kpis.json", "summary.md"])
+    assert [p.name for p in tmp_path.iterdir()] == ["rep"]  # no temp folder left beside it
 
 
 def test_late_decisions_keep_previous_beam(sim_bundle):

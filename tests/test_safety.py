@@ -156,7 +156,7 @@ CLI_CASES = [
     ("profile_name_vs_file", "export --profile {name_mismatch}", 2, "key 'name': 'other' does not match the file name 'name_mismatch.toml'"),
     ("profile_lookup_path", "export --profile ../../smartphone", 2, "unknown profile '../../smartphone'"),
     ("out_dot", "export --profile smartphone --out .", 2, "--out: . is the current folder or a folder above it"),
-    ("out_is_file", "export --profile smartphone --out {afile}", 2, "is an existing file, not a bundle folder"),
+    ("out_is_file", "export --profile smartphone --out {afile}", 2, "is an existing file, not an edgebm bundle folder"),
     ("out_user_folder", "export --profile smartphone --out {userdir}", 2, "already holds files that are not an edgebm bundle (notes.txt, sub/, sub/thesis.tex)"),
     ("out_under_file", "export --profile smartphone --out {afile}/b", 2, "is a file, not a folder"),
     ("export_data_10", "export --profile smartphone --data {n10}", 2, "--data: 10 samples split 80/10/10 into train/val/test 8/1/1"),

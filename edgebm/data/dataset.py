@@ -19,7 +19,8 @@ from ..errors import DatasetError
 from .npz import read_npz, write_npz
 
 __all__ = ["BeamDataset", "DatasetError", "FIELDS", "SCHEMA_VERSION", "DEFAULT_SPLIT", "save_dataset", "load_dataset", "atomic_write",
-           "load_dataset_file", "read_npz", "check_headers", "parse_meta", "RSRP_RANGE_DBM", "CODEBOOK_SCHEMA"]
+           "load_dataset_file", "read_npz", "check_headers", "parse_meta", "RSRP_RANGE_DBM", "CODEBOOK_SCHEMA",
+           "read_dataset_header", "is_dataset_file"]
 
 SCHEMA_VERSION = 1
 #: train / validation / test fractions of ``edgebm train``, ``export`` and ``evaluate`` (declared once, here)
@@ -272,6 +273,39 @@ def parse_meta(raw: Any, source: str) -> dict[str, Any]:
     if meta.get("schema_version") != SCHEMA_VERSION:
         raise DatasetError(f"{source}: field 'meta.schema_version': {meta.get('schema_version')!r}, this edgebm reads {SCHEMA_VERSION}")
     return meta
+
+
+def read_dataset_header(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``({array name: NpyHeader}, metadata)`` of a BeamDataset ``.npz``, checked from the npy headers and the
+    small ``meta_json`` member only (no array data is inflated: bounded time and memory for any file size).
+    :class:`DatasetError` when the file is not an edgebm dataset."""
+    import zipfile
+    import zlib
+
+    from .npz import npz_headers
+
+    src = str(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            headers = npz_headers(zf, src)
+            check_headers({k: (v.shape, v.dtype) for k, v in headers.items()}, src)
+            with zf.open(headers["meta_json"].info) as f:
+                meta = parse_meta(np.lib.format.read_array(f, allow_pickle=False), src)
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, NotImplementedError) as e:
+        if isinstance(e, DatasetError):
+            raise
+        raise DatasetError(f"{src}: not a readable .npz dataset ({e})") from None
+    return headers, meta
+
+
+def is_dataset_file(path: str | Path) -> bool:
+    """Whether ``path`` is a BeamDataset ``.npz`` (what :func:`save_dataset` writes), judged from its headers and
+    metadata (:func:`read_dataset_header`): the test commands use before replacing an existing output file."""
+    try:
+        read_dataset_header(path)
+    except DatasetError:
+        return False
+    return True
 
 
 def load_dataset_file(path: str | Path, max_bytes: int | None = None) -> BeamDataset:

@@ -25,7 +25,8 @@ import numpy as np
 
 from ..errors import DatasetError
 
-__all__ = ["npz_headers", "read_npz", "write_npz", "MAX_ARRAY_BYTES", "MAX_COMPRESSION_RATIO", "NpyHeader"]
+__all__ = ["npz_headers", "read_npz", "write_npz", "MAX_ARRAY_BYTES", "MAX_COMPRESSION_RATIO", "NpyHeader",
+           "available_memory_bytes", "fmt_bytes"]
 
 MAX_COMPRESSION_RATIO = 200.0          # inflated / compressed bytes of a whole file; real RSRP data is ~1-3x
 RATIO_CHECK_MIN_BYTES = 64 * 2**20     # small files (constant test arrays compress well) are not ratio-checked
@@ -42,6 +43,19 @@ def _physical_memory_bytes() -> int:
 MAX_ARRAY_BYTES = _physical_memory_bytes() // 2   # largest total array size one file may inflate to
 
 
+def available_memory_bytes() -> int:
+    """Memory a new allocation can get now without swapping: Linux's ``MemAvailable`` (/proc/meminfo), else the
+    physical memory (other systems)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return _physical_memory_bytes()
+
+
 class NpyHeader:
     """Header of one ``.npy`` member: ``shape``, ``dtype``, ``nbytes`` (data bytes), the zip entry ``info``."""
 
@@ -51,7 +65,7 @@ class NpyHeader:
         self.name, self.shape, self.dtype, self.nbytes, self.info = name, shape, dtype, nbytes, info
 
 
-def _fmt_bytes(n: int) -> str:
+def fmt_bytes(n: int) -> str:
     return f"{n / 2**30:.3g} GiB" if n >= 2**30 else f"{n / 2**20:.3g} MiB"
 
 
@@ -82,8 +96,8 @@ def npz_headers(zf: zipfile.ZipFile, source: str, what: str = "dataset",
             raise DatasetError(f"{source}: field '{key}': object arrays (pickles) are not accepted")
         nbytes = math.prod(int(d) for d in shape) * dtype.itemsize
         if nbytes > limit:
-            raise DatasetError(f"{source}: field '{key}': header claims shape {tuple(shape)} ({_fmt_bytes(nbytes)}), "
-                               f"more than the {_fmt_bytes(limit)} one file may load; write large data as shards "
+            raise DatasetError(f"{source}: field '{key}': header claims shape {tuple(shape)} ({fmt_bytes(nbytes)}), "
+                               f"more than the {fmt_bytes(limit)} one file may load; write large data as shards "
                                "(edgebm data generate --shards N) and stream them")
         if zi.file_size != header_len + nbytes:
             raise DatasetError(f"{source}: field '{key}': the zip entry holds {zi.file_size} bytes but its header "
@@ -91,12 +105,12 @@ def npz_headers(zf: zipfile.ZipFile, source: str, what: str = "dataset",
         total += nbytes
         out[key] = NpyHeader(key, tuple(int(d) for d in shape), dtype, nbytes, zi)
     if total > limit:
-        raise DatasetError(f"{source}: its arrays need {_fmt_bytes(total)} in memory, more than the "
-                           f"{_fmt_bytes(limit)} one file may load; write large data as shards and stream them")
+        raise DatasetError(f"{source}: its arrays need {fmt_bytes(total)} in memory, more than the "
+                           f"{fmt_bytes(limit)} one file may load; write large data as shards and stream them")
     packed = sum(h.info.compress_size for h in out.values())
     inflated = sum(h.info.file_size for h in out.values())
     if inflated >= RATIO_CHECK_MIN_BYTES and inflated > MAX_COMPRESSION_RATIO * max(packed, 1):
-        raise DatasetError(f"{source}: {_fmt_bytes(packed)} that inflate to {_fmt_bytes(inflated)} "
+        raise DatasetError(f"{source}: {fmt_bytes(packed)} that inflate to {fmt_bytes(inflated)} "
                            f"(ratio {inflated / max(packed, 1):.0f}x, real beam data compresses < "
                            f"{MAX_COMPRESSION_RATIO:.0f}x): refused as a zip bomb")
     return out

@@ -33,12 +33,15 @@ from .dataset import BeamDataset, DatasetError, atomic_write
 from .npz import read_npz, write_npz
 
 __all__ = ["PATH_FIELDS", "PATH_MATRICES", "INTERACTION_CODES", "MAX_POWER_DBW", "MAX_DELAY_S", "GENERATOR",
-           "save_path_table", "load_path_table", "validate_path_table", "pathset_from_table",
-           "dataset_from_path_table"]
+           "WRITER", "save_path_table", "load_path_table", "validate_path_table", "pathset_from_table",
+           "dataset_from_path_table", "is_path_table_file"]
 
 log = logging.getLogger(__name__)
 
 GENERATOR = "edgebm.data.paths/1"
+#: the ``writer`` mark :func:`save_path_table` puts in every table it writes: commands replace an existing
+#: path table only when it carries it (a table converted by the user's own tools is never overwritten)
+WRITER = "edgebm"
 
 # name -> (shape, dtype kinds, unit, required, meaning). Shape letters: N users, P path slots,
 # I interactions per path; "scalar" = 0-d (or one-element) array; "3|1x3" = (3,) or (1, 3).
@@ -63,6 +66,8 @@ PATH_FIELDS: dict[str, tuple[str, str, str, bool, str]] = {
     "inter_pos": ("N,P,I,3", "f", "m", False, "DeepMIMO interaction positions (carried, not used)"),
     "los": ("N", "fiub", "", False, "DeepMIMO LoS status -1/0/1 or a boolean (carried; the importer derives LoS "
             "from `inter`)"),
+    "writer": ("scalar", "U", "", False, "program that wrote the file; save_path_table writes 'edgebm' (edgebm "
+               "commands replace only tables marked so)"),
 }
 PATH_MATRICES = ("power", "phase", "delay", "aoa_az", "aoa_el", "aod_az", "aod_el", "inter")
 INTERACTION_CODES = {0: "line of sight", 1: "reflection", 2: "diffraction", 3: "scattering", 4: "transmission"}
@@ -129,6 +134,9 @@ def validate_path_table(arrays: Mapping[str, Any], source: str = "<path table>")
         if unit != "dBW":
             raise _err(source, "power_unit", f"unknown unit {unit!r}; the path table stores power in 'dBW' "
                        "(dBW = dBm - 30 = 10 log10(W))")
+
+    if "writer" in out and (out["writer"].dtype.kind != "U" or out["writer"].size != 1):
+        raise _err(source, "writer", f"expected a string, got a {out['writer'].dtype} array of shape {out['writer'].shape}")
 
     rx = _num(out, "rx_pos", source)
     if rx.ndim != 2 or rx.shape[1] != 3:
@@ -231,9 +239,34 @@ def validate_path_table(arrays: Mapping[str, Any], source: str = "<path table>")
 
 def save_path_table(path: str | Path, arrays: Mapping[str, Any]) -> Path:
     """Validate ``arrays`` (see :func:`validate_path_table`) and write them to ``path`` (.npz,
-    compressed) atomically, under the same names and dtypes (plus ``num_paths`` when absent)."""
+    compressed) atomically, under the same names and dtypes (plus ``num_paths`` when absent and the
+    ``writer`` mark :data:`WRITER`)."""
     table = validate_path_table(arrays, source=str(path))
+    table["writer"] = np.array(WRITER)
     return atomic_write(path, lambda f: write_npz(f, table))
+
+
+def is_path_table_file(path: str | Path) -> bool:
+    """Whether ``path`` is a path table written by :func:`save_path_table` (its ``writer`` mark is
+    :data:`WRITER` and the required fields are there), judged from the npy headers and the one-string
+    ``writer`` member without inflating any array: the test commands use before replacing an output file."""
+    import zipfile
+    import zlib
+
+    from .npz import npz_headers
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            headers = npz_headers(zf, str(path), "path table")
+            if "writer" not in headers or any(spec[3] and name not in headers for name, spec in PATH_FIELDS.items()):
+                return False
+            h = headers["writer"]
+            if h.dtype.kind != "U" or h.shape != ():
+                return False
+            with zf.open(h.info) as f:
+                return str(np.lib.format.read_array(f, allow_pickle=False)) == WRITER
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, NotImplementedError):
+        return False
 
 
 def load_path_table(path: str | Path) -> dict[str, np.ndarray]:

@@ -30,25 +30,26 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import secrets
-import shutil
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ..atomic import OLD_TAG, atomic_write, clean_stale_siblings, fsync_dir, temp_dir_beside
+from ..atomic import atomic_folder, atomic_write, atomic_write_bytes, clean_stale_siblings
 from ..errors import ConfigError, DatasetError
 from ..outputs import check_output_folder
 from ..sim import RandomScenario, ScenarioConfig
 from .dataset import BeamDataset, load_dataset_file, save_dataset
 
-__all__ = ["ShardSpec", "generate_shard", "write_shards", "load_shard_folder", "open_dataset", "ShardedDataset",
-           "read_index", "shard_name", "recover_folder", "SHARD_FORMAT", "INDEX_NAME", "SHARD_DOMAIN"]
+if TYPE_CHECKING:
+    from ..parallel import Executor
+
+__all__ = ["ShardSpec", "generate_shard", "shard_bytes", "write_shards", "load_shard_folder", "open_dataset", "ShardedDataset",
+           "read_index", "shard_name", "recover_folder", "check_shards_out", "dataset_size", "check_memory", "SHARD_FORMAT",
+           "INDEX_NAME", "SHARD_DOMAIN"]
 
 SHARD_FORMAT = "edgebm.shards/1"
 INDEX_NAME = "index.json"
@@ -171,6 +172,28 @@ def generate_shard(spec: ShardSpec, index: int, out_dir: str | Path) -> Path:
     return save_dataset(_shard_dataset(spec, index), out_dir / shard_name(index))
 
 
+def shard_bytes(spec: ShardSpec, index: int) -> bytes:
+    """The bytes :func:`generate_shard` writes for shard ``index`` (built in a private temp folder and read back):
+    what a worker that does not share the output folder's file system (a node of a Ray cluster) sends back."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="edgebm-shard-") as d:
+        return generate_shard(spec, index, d).read_bytes()
+
+
+def _on_executor(executor: "Executor", spec: ShardSpec, out_dir: Path) -> Callable[..., Iterator[Path]]:
+    """A ``map_fn`` for :func:`write_shards` that runs :func:`shard_bytes` as the executor's tasks (one CPU each)
+    and writes the returned bytes here, in shard order: the workers need no access to ``out_dir``."""
+    from ..parallel import Resources
+
+    def run(_f: Callable[[int], Path], indices: Iterable[int]) -> Iterator[Path]:
+        indices = list(indices)
+        for j, data in zip(indices, executor.imap(partial(shard_bytes, spec), indices, Resources(cpus=1))):
+            yield atomic_write_bytes(out_dir / shard_name(j), data)
+
+    return run
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -189,6 +212,12 @@ def _is_shard_folder(path: Path) -> bool:
         return False
 
 
+def check_shards_out(out: str | Path, arg: str = "--out") -> Path:
+    """Cheap check before any simulation: ``out`` is new, empty or an edgebm shard folder, its folder writable
+    (:func:`edgebm.outputs.check_output_folder`); :class:`~edgebm.errors.ConfigError` naming ``arg`` otherwise."""
+    return check_output_folder(out, arg, _is_shard_folder, "shard folder")
+
+
 def recover_folder(out: str | Path) -> None:
     """Finish an interrupted replacement of the shard folder ``out`` (the complete previous version is renamed
     back when ``out`` is missing) and remove temp siblings of dead writers (:func:`edgebm.atomic.clean_stale_siblings`)."""
@@ -196,21 +225,25 @@ def recover_folder(out: str | Path) -> None:
 
 
 def write_shards(spec: ShardSpec, out: str | Path, map_fn: Callable[[Callable[[int], Path], Iterable[int]], Iterable[Path]] = map,
-                 progress: Callable[[int, int], None] | None = None, arg: str = "--out") -> Path:
+                 progress: Callable[[int, int], None] | None = None, arg: str = "--out",
+                 executor: "Executor | None" = None) -> Path:
     """Write the shard folder ``out`` for ``spec`` atomically (see the module doc) and return it.
 
     ``map_fn(f, range(spec.shards))`` runs ``f = partial(generate_shard, spec, out_dir=<temp folder>)`` over the
-    shard indices: the builtin ``map`` (serial, default), ``ProcessPoolExecutor.map``, or a Ray-backed map; the
-    result does not depend on it. ``progress(done, total)`` is called as shards finish. ``out`` must be new,
+    shard indices: the builtin ``map`` (serial, default) or ``ProcessPoolExecutor.map``; the result does not depend
+    on it. ``executor`` (an :class:`edgebm.parallel.Executor`, e.g. Ray tasks; instead of ``map_fn``) runs
+    :func:`shard_bytes` as its tasks and writes the bytes they return here, so the workers need not share this
+    file system (the nodes of a Ray cluster). ``progress(done, total)`` is called as shards finish. ``out`` must be new,
     empty or an edgebm shard folder: anything else raises :class:`~edgebm.errors.ConfigError` naming ``arg``
     (checked before any simulation, and again before the swap) and is left untouched.
     """
     out = Path(out)
-    check_output_folder(out, arg, _is_shard_folder, "shard folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_dir_beside(out)
-    old: Path | None = None
-    try:
+    if executor is not None and map_fn is not map:
+        raise ValueError("write_shards: give map_fn or executor, not both")
+    check_shards_out(out, arg)
+    with atomic_folder(out, before_swap=lambda: check_shards_out(out, arg)) as tmp:   # re-checked after the long run
+        if executor is not None:
+            map_fn = _on_executor(executor, spec, tmp)
         paths = []
         for done, p in enumerate(map_fn(partial(generate_shard, spec, out_dir=tmp), range(spec.shards)), 1):
             paths.append(Path(p))
@@ -218,43 +251,23 @@ def write_shards(spec: ShardSpec, out: str | Path, map_fn: Callable[[Callable[[i
                 progress(done, spec.shards)
         index = _index_for(spec, tmp, paths)
         atomic_write(tmp / INDEX_NAME, lambda f: f.write((json.dumps(index, indent=1, sort_keys=True) + "\n").encode()))
-        check_output_folder(out, arg, _is_shard_folder, "shard folder")   # still safe after the long generation
-        if out.is_dir() and not any(out.iterdir()):
-            out.rmdir()
-        if out.exists():
-            old = out.with_name(f".{out.name}.{OLD_TAG}-{os.getpid()}-{secrets.token_hex(4)}")
-            out.rename(old)
-        tmp.rename(out)      # between the two renames: out missing, the old and the complete new folder on disk
-        fsync_dir(out.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and old.exists() and not out.exists():
-            old.rename(out)  # put the previous version back
-        raise
     return out
 
 
 def _index_for(spec: ShardSpec, folder: Path, paths: Sequence[Path]) -> dict[str, Any]:
-    from .npz import npz_headers
-    import zipfile
+    from .dataset import read_dataset_header
 
     records, meta, dims = [], None, None
     for j, p in enumerate(paths):
         if p.name != shard_name(j) or p.parent.resolve() != folder.resolve():
             raise DatasetError(f"{p}: shard {j} was written as {p}, expected {folder / shard_name(j)}")
-        with zipfile.ZipFile(p) as zf:
-            h = npz_headers(zf, str(p))
+        h, shard_meta = read_dataset_header(p)
         rows, d = h["rsrp_b"].shape[0], (h["rsrp_b"].shape[1], h["rsrp_a"].shape[1])
         if dims is not None and d != dims:
             raise DatasetError(f"{p}: shard {j} is {d[0]}->{d[1]} beams, shard 0 is {dims[0]}->{dims[1]}")
         dims = d
         if meta is None:
-            from .dataset import parse_meta
-
-            with zipfile.ZipFile(p) as zf, zf.open("meta_json.npy") as f:
-                meta = parse_meta(np.lib.format.read_array(f, allow_pickle=False), str(p))
+            meta = shard_meta
             meta.pop("shard", None)
             meta.pop("schema_version", None)
         records.append({"file": p.name, "samples": int(rows), "sha256": _sha256(p)})
@@ -378,13 +391,12 @@ class ShardedDataset:
             return self.shard(0)
         from .npz import MAX_ARRAY_BYTES
 
-        first = self.shard(0)
-        need = sum(a.nbytes for a in first.arrays.values()) / max(1, len(first)) * len(self)
+        need = dataset_size(self.path)[1]          # from the headers, before any shard is read
         if need > MAX_ARRAY_BYTES:
             raise DatasetError(f"{self.path}: {len(self)} samples need about {need / 2**30:.1f} GiB in memory, more "
                                f"than the {MAX_ARRAY_BYTES / 2**30:.1f} GiB allowed; stream it with "
                                "edgebm.data.open_dataset(path).iter_batches(...) instead of loading it whole")
-        parts = [first] + [self.shard(j) for j in range(1, self.n_shards)]
+        parts = [self.shard(j) for j in range(self.n_shards)]
         keys = set(parts[0].arrays)
         for j, p in enumerate(parts):
             if set(p.arrays) != keys:
@@ -421,6 +433,49 @@ class ShardedDataset:
             carry = {k: v[perm[full:]] for k, v in buf.items()} if full < n else None
         if carry is not None and not drop_last:
             yield carry
+
+
+def dataset_size(path: str | Path) -> tuple[int, int]:
+    """``(samples, bytes)`` the dataset at ``path`` (a ``.npz`` or a shard folder) takes in memory when loaded whole,
+    from the npy headers only (a folder: its index and shard 0's headers), so a job can refuse data that will not
+    fit before reading any. :class:`DatasetError` when ``path`` is not a dataset."""
+    from .dataset import FIELDS, read_dataset_header
+
+    path = Path(path)
+    if not path.exists():
+        recover_folder(path)     # a shard folder whose replacement was interrupted (see the module doc)
+    if path.is_dir():
+        idx = read_index(path)
+        n = int(idx["n_samples"])
+        h, _ = read_dataset_header(path / idx["shards"][0]["file"])
+    elif path.is_file():
+        h, _ = read_dataset_header(path)
+        n = int(h["rsrp_b"].shape[0])
+    else:
+        raise DatasetError(f"{path}: no such dataset file or shard folder")
+    rows = max(1, h["rsrp_b"].shape[0])
+    per_row = sum(v.nbytes for k, v in h.items() if k in FIELDS) / rows
+    fixed = sum(v.nbytes for k, v in h.items() if k not in FIELDS)       # codebooks and metadata: once
+    return n, int(per_row * n + fixed)
+
+
+def check_memory(path: str | Path, arg: str, factor: float, job: str) -> tuple[int, int]:
+    """Refuse, before reading any data, a dataset that ``job`` (e.g. "edgebm train --model mlp") cannot hold in
+    memory: the part of the job's peak memory that grows with the data is estimated as ``factor`` x the dataset's
+    in-memory size (:func:`dataset_size`; ``factor`` measured per job) and compared with the memory available now
+    (:func:`edgebm.data.npz.available_memory_bytes`; the fixed part, libraries and models, is left out so small
+    data is never refused). :class:`~edgebm.errors.ConfigError` naming ``arg`` otherwise. Returns
+    :func:`dataset_size`."""
+    from .npz import available_memory_bytes, fmt_bytes
+
+    n, nbytes = dataset_size(path)
+    need, avail = factor * nbytes, available_memory_bytes()
+    if need > avail:
+        raise ConfigError(arg, f"{path}: {n} samples ({fmt_bytes(nbytes)} in memory) need about {fmt_bytes(int(need))} for "
+                          f"{job}, which holds the whole dataset in memory; {fmt_bytes(avail)} is available now",
+                          "give a smaller dataset (edgebm data generate --samples N, or a shard folder with fewer "
+                          "samples), or free memory; only edgebm.data.open_dataset(path).iter_batches(...) streams")
+    return n, nbytes
 
 
 def open_dataset(path: str | Path) -> ShardedDataset:

@@ -97,6 +97,7 @@ def beam_cycle(
     sweep: np.ndarray,
     policy: CyclePolicy,
     measure: B.Measure,
+    legacy: bool = False,
 ) -> CycleOutcome:
     """Run one beam cycle for U UEs and update ``state`` in place.
 
@@ -104,19 +105,22 @@ def beam_cycle(
     ``children`` (|B|, c) narrow beams under each wide beam; ``top`` (U, K) the model's best beams, best
     first; ``conf`` (U,) top-1 probability; ``latency_ms`` (U,) device-scaled inference time; ``sweep``
     (U,) bool, full sweep scheduled; ``measure(rsrp, noise) -> measured dBm`` (see :data:`edgebm.baselines.Measure`).
+    ``legacy``: the model is deactivated (life-cycle management): every UE that does not sweep runs hierarchical
+    search (no serving-beam re-measurement, no model rule); ``top``, ``conf`` and ``latency_ms`` are ignored.
+    The full sweep's measurements are returned in ``extra["sweep_dbm"]`` (n_sweep, |A|) for the model monitor.
     """
     n_ues, n_b = rsrp_b.shape
     n_a = rsrp_a.shape[1]
     top = np.minimum(np.asarray(top, dtype=np.int64), n_a - 1)  # a codebook shift to a smaller Set A
     sweep = np.asarray(sweep, dtype=bool)
     has = state.serving >= 0
-    late = np.asarray(latency_ms) > policy.deadline_ms
+    late = np.zeros(n_ues, dtype=bool) if legacy else np.asarray(latency_ms) > policy.deadline_ms
     zeros = np.zeros(n_ues, dtype=np.int64)
     beams = {c: zeros.copy() for c in COMPONENTS}
     beams["set_b"][:] = n_b
 
     # 2. re-measure the serving beam (1 beam) unless a full sweep measures everything this cycle
-    remeasure = has & ~sweep
+    remeasure = has & ~sweep & (not legacy)
     now_dbm = np.full(n_ues, np.nan)
     if remeasure.any():
         cur = state.serving[remeasure, None]
@@ -126,7 +130,9 @@ def beam_cycle(
     # 4. fallback rules (a late decision's confidence arrives too late to act on, unless there is no beam to keep)
     fb_drop = remeasure & (now_dbm < state.serving_dbm - policy.drop_db)
     fb_conf = ~sweep & ~fb_drop & (~late | ~has) & (np.asarray(conf) < policy.confidence)
-    fallback = fb_conf | fb_drop
+    if legacy:
+        fb_conf[:] = False
+    fallback = fb_conf | fb_drop | (legacy & ~sweep)
     stale = ~sweep & ~fallback & late & has
     refine = ~sweep & ~fallback & ~stale
 
@@ -145,8 +151,11 @@ def beam_cycle(
         sel = B.hierarchical_search(rsrp_b[fallback], rsrp_a[fallback], children, noise_dbm[fallback], measure=measure)
         served[fallback], level[fallback], label[fallback] = sel.chosen, sel.measured_dbm, sel.chosen
         beams["fallback"][fallback] = sel.beams_measured - n_b  # the Set B part is already charged
-    if sweep.any():  # 3. full sweep
-        sel = B.exhaustive_search(rsrp_a[sweep], noise_dbm[sweep], measure=measure)
+    extra: dict[str, np.ndarray] = {}
+    if sweep.any():  # 3. full sweep (its measurements are also the model monitor's label)
+        meas = measure(rsrp_a[sweep], noise_dbm[sweep])
+        extra["sweep_dbm"] = meas
+        sel = B.exhaustive_search(rsrp_a[sweep], noise_dbm[sweep], measure=lambda r, n: meas)
         served[sweep], level[sweep], label[sweep] = sel.chosen, sel.measured_dbm, sel.chosen
         beams["full_sweep"][sweep] = sel.beams_measured
     # 5. stale: served and level stay the previous cycle's
@@ -155,6 +164,6 @@ def beam_cycle(
     take = np.take_along_axis(rsrp_a, served[:, None], 1)[:, 0]
     return CycleOutcome(
         served=served, se=M.spectral_efficiency(take, noise_dbm), se_genie=M.spectral_efficiency(rsrp_a.max(1), noise_dbm),
-        beams=beams, late=late, stale=stale, fallback_conf=fb_conf, fallback_drop=fb_drop, full_sweep=sweep, label=label,
+        beams=beams, late=late, stale=stale, fallback_conf=fb_conf, fallback_drop=fb_drop, full_sweep=sweep, label=label, extra=extra,
     )
 

@@ -27,8 +27,10 @@ import numpy as np
 from .. import baselines as B
 from .. import metrics as M
 from ..runtime import HeadAdapter, Predictor
-from ..sim import ScenarioConfig, simulate_trajectories
+from ..sim import RandomScenario, ScenarioConfig, simulate_trajectories
+from ..sim.geometry import is_city_name, parse_random_city
 from .cycle import COMPONENTS, CyclePolicy, UEState, beam_cycle
+from .monitoring import LcmLabels, MonitoringDriver, MonitoringSettings
 
 from ..errors import EmulatorConfigError, EmulatorError
 from ..profiles import SSB_PERIODS_MS
@@ -117,6 +119,8 @@ class EmulatorConfig:
     shifts: tuple[Shift, ...] = ()
     deadline_ms: float | None = None  # default: the profile's inference_budget_ms
     seed: int = 0
+    monitoring: MonitoringSettings | None = None  # life-cycle management (monitor, decisions); None = off
+    city: str | None = None  # city the UEs move in (see scenario_for); None = the bundle's own, else city0
 
     def __post_init__(self) -> None:
         def fail(name: str, problem: str, fix: str = "") -> EmulatorConfigError:
@@ -152,6 +156,8 @@ class EmulatorConfig:
         integer("max_labels", 0)
         number("deadline_ms", 0.0, optional=True)
         integer("seed", 0)
+        if self.city is not None and not is_city_name(self.city):
+            raise fail("city", f"{self.city!r} is not a city", "give city0..city3, or rand-<seed>-<k> for a bundle trained on randomised cities")
         for i, sh in enumerate(self.shifts):
             if not isinstance(sh, Shift):
                 raise fail(f"shifts[{i}]", f"must be a Shift (see parse_shift), got {type(sh).__name__}")
@@ -189,6 +195,9 @@ class EmulatorResult:
     adaptation_from_s: float | None = None  # adaptation starts at the first shift; None = never
     cycle_ms: float = 20.0
     seconds: float = 0.0
+    monitoring: dict[str, Any] | None = None  # life-cycle management: events, alarms, cost (see emulator.monitoring)
+    serving_model: np.ndarray | None = None  # (T,) 1 where the model served, 0 where legacy sweeping did (LCM runs)
+    active_bundle: np.ndarray | None = None  # (T,) index into monitoring["bundles"] of the active bundle (LCM runs)
 
 
 @dataclass(frozen=True)
@@ -201,6 +210,8 @@ class Phase:
     noise_dbm: np.ndarray  # (Tp, U)
     children: np.ndarray  # (|B|, c) narrow beams under each wide beam (hierarchical search)
     name: str = "base"
+    configuration: dict[str, Any] | None = None  # what the UE knows of its configuration (runtime.functionality)
+    cb_a_weights: np.ndarray | None = None  # (|A|, n_tx) Set A precoders (a codebook-agnostic bundle serves them)
 
 
 #: ``infer(rsrp_b (U, |B|)) -> (top (U, K) beams best first, top-1 probability (U,), device-scaled latency (U,) ms)``
@@ -248,6 +259,32 @@ class _LabelWindow:
         return st
 
 
+class CodebookServer:
+    """A codebook-agnostic bundle (``functionality.codebook_agnostic``, family ``angular``) without life-cycle
+    management serves the Set A codebook the network configures in each phase, as the UE would: a phase whose
+    codebook (sha256 of its weights) differs from the served one goes through ``Predictor.set_codebook``; its
+    head restarts, so the on-device update continues with a new :class:`~edgebm.runtime.HeadAdapter` on it.
+    (Under life-cycle management :meth:`MonitoringDriver.serve_codebook` does the same for every bundle.)"""
+
+    def __init__(self, pred: Predictor, served: str | None, adapter_kw: dict[str, Any] | None) -> None:
+        self.pred, self.served, self.adapter_kw = pred, served, adapter_kw
+        self.changes: list[dict[str, Any]] = []  # one per codebook served: phase, codebook sha256, |A|
+
+    def serve(self, i: int, ph: Phase) -> bool:
+        """Serve phase ``i``'s codebook; True when the bundle took a new one (its head restarted)."""
+        cur = (ph.configuration or {}).get("codebook_a")
+        if ph.cb_a_weights is None or cur is None or cur == self.served:
+            return False
+        bs = (ph.configuration or {}).get("bs_array")
+        self.pred.set_codebook(np.asarray(ph.cb_a_weights), None if bs is None else tuple(bs))
+        self.served = cur
+        self.changes.append({"phase": i, "codebook_a": cur, "set_a": int(self.pred.n_a)})
+        return True
+
+    def new_adapter(self) -> HeadAdapter | None:
+        return None if self.adapter_kw is None else HeadAdapter(self.pred, **self.adapter_kw)
+
+
 def emulate_traces(
     phases: list[Phase],
     infer: Infer,
@@ -259,6 +296,10 @@ def emulate_traces(
     measure: B.Measure | None = None,
     n_avg: int = 24,
     progress: Callable[[str, float, float, str], None] | None = None,
+    lcm: MonitoringDriver | None = None,
+    infers: list[Infer] | None = None,
+    adapters: list[Any] | None = None,
+    codebooks: CodebookServer | None = None,
 ) -> EmulatorResult:
     """The UE loop over given RSRP traces (no simulator needed): :func:`beam_cycle` per cycle, labels and head
     updates, then hierarchical and exhaustive search on the same traces through :mod:`edgebm.baselines`.
@@ -266,6 +307,11 @@ def emulate_traces(
     ``phases`` are consecutive (``phases[0].start == 0``); each later phase is a shift. ``measure`` replaces
     the noisy measurement (seeded from ``cfg.seed``) for the UE and the comparators, e.g. with an exact one in
     tests. ``adapter`` is a :class:`~edgebm.runtime.HeadAdapter` (or None: no on-device update).
+
+    With ``lcm`` (life-cycle management, :mod:`edgebm.emulator.monitoring`) the driver decides which registered
+    bundle runs (``infers[i]`` / ``adapters[i]`` per bundle; ``infer`` / ``adapter`` are then unused), whether it or
+    legacy hierarchical search serves, when the UEs sweep Set A (monitoring occasions) and when the head adapts.
+    Without it, ``codebooks`` makes a codebook-agnostic bundle serve each phase's configured codebook.
     """
     T = phases[-1].start + len(phases[-1].rsrp_b)
     U = phases[0].rsrp_b.shape[1]
@@ -273,7 +319,9 @@ def emulate_traces(
     base_measure = measure or _noisy(cfg.seed + 2, n_avg)
     policy = CyclePolicy(deadline_ms=deadline_ms, confidence=cfg.confidence, drop_db=cfg.drop_db)
     state = UEState.fresh(U)
-    window = _LabelWindow(adapter if cfg.adapt else None, cfg, len(phases))
+    window: Any = _LabelWindow(adapter if cfg.adapt else None, cfg, len(phases))
+    if lcm is not None:
+        window = LcmLabels(lcm, [a if cfg.adapt else None for a in (adapters or [None] * len(lcm.predictors))], cfg, len(phases))
     trace = {name: np.zeros((T, U), dtype=bool) for name in ("stale", "fallback_conf", "fallback_drop", "full_sweep")}
     parts = {c: np.zeros((T, U), dtype=np.int64) for c in COMPONENTS}
     se, se_genie, latency = np.zeros((T, U)), np.zeros((T, U)), np.zeros((T, U))
@@ -282,16 +330,32 @@ def emulate_traces(
     stagger = np.arange(U)  # full sweeps of different UEs fall on different cycles
 
     for i, ph in enumerate(phases):
+        if lcm is None and codebooks is not None and codebooks.serve(i, ph):
+            window.adapter = codebooks.new_adapter() if cfg.adapt else None  # the old one trained the replaced head
         if i > 0:
             state.forget()
             window.start(i, ph.rsrp_a.shape[-1])
+        if lcm is not None:
+            lcm.configure(ph.start * cycle_ms / 1e3, ph.configuration)
+            window.restart(lcm.serve_codebook(ph.cb_a_weights, (ph.configuration or {}).get("bs_array")))
         for j in range(len(ph.rsrp_b)):
             t = ph.start + j
             xb, xa, nz = ph.rsrp_b[j], ph.rsrp_a[j], ph.noise_dbm[j]
-            top, conf, latency[t] = infer(xb)
-            every = cfg.full_sweep_every if window.wants_labels else cfg.idle_sweep_every
-            sweep = (every > 0) & ((t + stagger) % max(every, 1) == 0)
-            out = beam_cycle(state, xb, xa, nz, ph.children, top, conf, latency[t], sweep, policy, ue_measure)
+            legacy = lcm is not None and not lcm.serving_model
+            if lcm is None:
+                top, conf, latency[t] = infer(xb)
+                every = cfg.full_sweep_every if window.wants_labels else cfg.idle_sweep_every
+                sweep = (every > 0) & ((t + stagger) % max(every, 1) == 0)
+            else:
+                if legacy:  # the model is deactivated: no inference this cycle (it runs in shadow on monitoring occasions)
+                    top, conf, latency[t] = np.zeros((U, 1), np.int64), np.ones(U), np.nan
+                else:
+                    top, conf, latency[t] = infers[lcm.active](xb)  # type: ignore[index]
+                sweep = lcm.sweep_mask(t)
+            out = beam_cycle(state, xb, xa, nz, ph.children, top, conf, latency[t], sweep, policy, ue_measure, legacy=legacy)
+            if lcm is not None:
+                lcm.observe(t * cycle_ms / 1e3, xb, out.full_sweep, out.extra.get("sweep_dbm"), None if legacy else top, ph.children)
+                window.follow(i, ph.rsrp_a.shape[-1])
             se[t], se_genie[t], served[t] = out.se, out.se_genie, out.served
             for c in COMPONENTS:
                 parts[c][t] = out.beams[c]
@@ -300,6 +364,8 @@ def emulate_traces(
             window.collect(xb, out.label)
             if window.xs and (t + 1) % cfg.update_every == 0:
                 updates.append({"t_s": (t + 1) * cycle_ms / 1e3, "phase": i, **asdict(window.update())})
+                if lcm is not None:
+                    updates[-1]["bundle"] = lcm.names[window.bundle]
             if progress and (t % 10 == 0 or t == T - 1):
                 progress("emulate", t + 1, T, f"SE {se[t].mean():.2f} / genie {se_genie[t].mean():.2f} b/s/Hz")
 
@@ -336,9 +402,23 @@ def emulate_traces(
         full_sweep=trace["full_sweep"],
         updates=updates,
         labels=[{"phase": i, "gathered": g, "used": u} for i, (g, u) in enumerate(zip(window.gathered, window.used))],
-        adaptation_from_s=(phases[1].start * cycle_ms / 1e3) if (len(phases) > 1 and window.adapter is not None) else None,
+        adaptation_from_s=(window.first_adapt_s if lcm is not None else
+                           (phases[1].start * cycle_ms / 1e3) if (len(phases) > 1 and window.adapter is not None) else None),
         cycle_ms=cycle_ms,
+        monitoring=None if lcm is None else lcm.result([p.start * cycle_ms / 1e3 for p in phases[1:]]),
+        serving_model=None if lcm is None else np.asarray(lcm.serving_trace, dtype=np.int8),
+        active_bundle=None if lcm is None else np.asarray(lcm.active_trace, dtype=np.int16),
     )
+
+
+def ue_configuration(cfg: ScenarioConfig, codebooks: dict[str, Any]) -> dict[str, Any]:
+    """What a UE in scenario ``cfg`` knows of its configuration (beam counts, codebooks, arrays, carrier), in
+    the form :func:`edgebm.runtime.functionality.check_configuration` reads."""
+    from ..data.simulated import codebook_arrays
+    from ..runtime.functionality import configuration_from
+
+    meta = {"set_a": cfg.set_a, "set_b": cfg.set_b, "bs_array": list(cfg.bs_array), "ue_array": list(cfg.ue_array), "carrier_hz": cfg.carrier_hz}
+    return configuration_from(meta, codebook_arrays(codebooks))
 
 
 def _noisy(seed: int, n_avg: int) -> B.Measure:
@@ -346,14 +426,43 @@ def _noisy(seed: int, n_avg: int) -> B.Measure:
     return lambda r, n: B.measure_beams(r, n, rng, n_avg)
 
 
-def _scenario_for(pred: Predictor) -> ScenarioConfig:
+#: where UEs move when neither the bundle (trained on randomised cities) nor ``--scenario`` names a city
+DEFAULT_CITY = "city0"
+
+
+def scenario_for(pred: Predictor, city: str | None = None) -> tuple[ScenarioConfig, str]:
+    """The scenario the UEs move in, and where its city comes from (``kpis.json`` ``config.city_source``).
+
+    ``city`` (``edgebm emulate --scenario``): a named city ``city0`` .. ``city3`` in the bundle's radio settings,
+    or ``rand-<seed>-<k>``: for a bundle trained on randomised cities, that random city as its scenario draws it
+    (BS height, downtilt, scatterers, UE array, carrier; ``k`` below its number of cities). Default: the bundle's own
+    city; a bundle trained on randomised cities has none and runs in :data:`DEFAULT_CITY` with the radio settings
+    it was trained with, at the middle of its SNR range (dB)."""
     scen = pred.manifest.dataset.get("meta", {}).get("scenario")
-    if not isinstance(scen, dict) or "city" not in scen:
+    if not isinstance(scen, dict) or ("city" not in scen and scen.get("kind") != "random"):
         raise EmulatorError(f"{pred.bundle_dir}: bundle was not trained on simulator data; the emulator needs its scenario")
     try:
-        return ScenarioConfig.from_dict(scen)
+        if scen.get("kind") == "random":
+            rs = RandomScenario.from_dict(scen)
+            sk = parse_random_city(city) if city else None
+            if sk is not None:
+                if sk[1] >= rs.cities:
+                    raise EmulatorConfigError("city", f"{city}: the bundle's random scenario has {rs.cities} cities",
+                                              f"give rand-<seed>-<k> with k < {rs.cities}, or city0..city3")
+                return rs.city_config(*sk), "--scenario (a city of the bundle's random scenario)"
+            where = "--scenario" if city else f"default: the bundle was trained on {rs.cities} randomised cities, none of them named"
+            return replace(rs.base, city=city or DEFAULT_CITY, snr_db=float(sum(rs.snr_db) / 2)), where
+        base = ScenarioConfig.from_dict(scen)
+    except EmulatorConfigError:
+        raise
     except (ValueError, TypeError) as e:
         raise EmulatorError(f"{pred.bundle_dir}: the bundle's scenario is not one the simulator can run ({e})") from None
+    if city is None or city == base.city:
+        return base, "the bundle's own city"
+    try:
+        return replace(base, city=city), "--scenario"
+    except (ValueError, TypeError) as e:
+        raise EmulatorConfigError("city", f"{city!r}: {e}", "give city0..city3") from None
 
 
 def _predictor_infer(pred: Predictor, k: int, slowdown: float) -> Infer:
@@ -373,21 +482,31 @@ def _predictor_infer(pred: Predictor, k: int, slowdown: float) -> Infer:
 
 
 def run_emulator(
-    bundle: str | Path,
+    bundle: str | Path | Sequence[str | Path],
     cfg: EmulatorConfig,
     progress: Callable[[str, float, float, str], None] | None = None,
     trusted_keys: Sequence[Any] | None = None,
 ) -> EmulatorResult:
     """Run ``cfg.n_ues`` UEs for ``cfg.duration_s`` with the bundle at ``bundle`` (signed by one of
-    ``trusted_keys`` when given) on simulated trajectories."""
+    ``trusted_keys`` when given) on simulated trajectories.
+
+    Several bundles (a list) are registered for life-cycle management (``cfg.monitoring``): the first is active at
+    the start and sets the scenario; the others are what the manager may switch to."""
     t_start = time.perf_counter()
-    pred = Predictor(bundle, trusted_keys=trusted_keys)
+    bundles = [bundle] if isinstance(bundle, (str, Path)) else list(bundle)
+    if not bundles:
+        raise EmulatorError("no bundle given")
+    if len(bundles) > 1 and cfg.monitoring is None:
+        raise EmulatorConfigError("bundles", f"{len(bundles)} bundles but no life-cycle management to switch between them",
+                                  "enable monitoring (edgebm emulate --monitor) or give one bundle")
+    preds = [Predictor(b, trusted_keys=trusted_keys) for b in bundles]
+    pred = preds[0]
     prof = pred.manifest.profile_config
     timing, compute = prof["timing"], prof["compute"]
     cycle_ms = float(cfg.ssb_period_ms or cfg.beam_cycle_ms or timing["ssb_period_ms"] or timing["beam_cycle_ms"])
     deadline_ms = float(cfg.deadline_ms if cfg.deadline_ms is not None else timing["inference_budget_ms"])
     n_steps = max(2, int(round(cfg.duration_s * 1e3 / cycle_ms)))
-    base = _scenario_for(pred)
+    base, city_source = scenario_for(pred, cfg.city)
 
     # the same UEs on the same streets; each shift changes the scenario from its cycle on
     ordered = sorted(cfg.shifts, key=lambda s: s.at_s)
@@ -406,7 +525,8 @@ def run_emulator(
             return np.swapaxes(arr.reshape((cfg.n_ues, n_steps) + arr.shape[1:]), 0, 1)[starts[i] : starts[i + 1]]
 
         phases.append(Phase(starts[i], grid("rsrp_b"), grid("rsrp_a"), grid("noise_dbm"), np.asarray(sim.codebooks["children"]),
-                            "base" if i == 0 else f"{ordered[i - 1].kind}:{ordered[i - 1].value}"))
+                            "base" if i == 0 else f"{ordered[i - 1].kind}:{ordered[i - 1].value}", ue_configuration(c, sim.codebooks),
+                            np.asarray(sim.codebooks["set_a"].weights)))
         if progress:
             progress("simulate", i + 1, len(cfgs), c.city)
     if phases[0].rsrp_b.shape[-1] != pred.n_b:
@@ -414,15 +534,34 @@ def run_emulator(
     phases = [p for p in phases if len(p.rsrp_b)]  # a shift at or past the end leaves an empty phase
 
     on_device = prof.get("adaptation", {}).get("on_device_update", True) is not False  # the profile may forbid updates
-    adapter = (HeadAdapter(pred, lr=cfg.adapt_lr, steps=cfg.adapt_steps, seed=cfg.seed)
-               if cfg.adapt and on_device and pred.head is not None and len(phases) > 1 else None)
-    for _ in range(20):  # warm the session up so first-call costs do not count as deadline misses
-        pred.predict(phases[0].rsrp_b[0, 0], k=cfg.k_refine)
-    res = emulate_traces(phases, _predictor_infer(pred, cfg.k_refine, float(compute["slowdown_vs_host"])), cfg, cycle_ms=cycle_ms,
-                         deadline_ms=deadline_ms, adapter=adapter, n_avg=base.n_subcarriers, progress=progress)
-    res.config = {**asdict(cfg), "shifts": [asdict(s) for s in cfg.shifts], "bundle": str(bundle), "profile": pred.manifest.profile,
+    slowdown = float(compute["slowdown_vs_host"])
+    for p in preds:
+        if p.n_b != pred.n_b:
+            raise EmulatorError(f"{p.bundle_dir}: |Set B| = {p.n_b}, the first bundle's is {pred.n_b}; bundles to switch between must agree")
+        for _ in range(20):  # warm the session up so first-call costs do not count as deadline misses
+            p.predict(phases[0].rsrp_b[0, 0], k=min(cfg.k_refine, p.n_a))
+    served = None
+    if cfg.monitoring is None:
+        adapter_kw = ({"lr": cfg.adapt_lr, "steps": cfg.adapt_steps, "seed": cfg.seed}
+                      if cfg.adapt and on_device and pred.head is not None and len(phases) > 1 else None)
+        adapter = None if adapter_kw is None else HeadAdapter(pred, **adapter_kw)
+        fn = pred.manifest.functionality or {}
+        if fn.get("codebook_agnostic"):
+            served = CodebookServer(pred, fn.get("codebook_a"), adapter_kw)
+        res = emulate_traces(phases, _predictor_infer(pred, cfg.k_refine, slowdown), cfg, cycle_ms=cycle_ms,
+                             deadline_ms=deadline_ms, adapter=adapter, n_avg=base.n_subcarriers, progress=progress, codebooks=served)
+    else:  # life-cycle management decides when to adapt: every bundle that can gets an adapter
+        driver = MonitoringDriver(preds, cfg.monitoring, cfg.n_ues, cfg.k_refine, slowdown)
+        adapters = [HeadAdapter(p, lr=cfg.adapt_lr, steps=cfg.adapt_steps, seed=cfg.seed) if cfg.adapt and on_device and p.head is not None
+                    else None for p in preds]
+        res = emulate_traces(phases, _predictor_infer(pred, cfg.k_refine, slowdown), cfg, cycle_ms=cycle_ms, deadline_ms=deadline_ms,
+                             n_avg=base.n_subcarriers, progress=progress, lcm=driver,
+                             infers=[_predictor_infer(p, min(cfg.k_refine, p.n_a), slowdown) for p in preds], adapters=adapters)
+    res.config = {**asdict(cfg), "shifts": [asdict(s) for s in cfg.shifts], "bundle": str(bundles[0]),
+                  "bundles": [str(b) for b in bundles], "profile": pred.manifest.profile,
                   "family": pred.manifest.family, "backend": pred.backend, "backend_reason": pred.backend_reason,
-                  "scenario": base.to_dict()}
+                  "scenario": base.to_dict(), "city": base.city, "city_source": city_source,
+                  "codebooks_served": None if served is None else served.changes}
     res.shifts = [{**asdict(s), "cycle": int(st)} for s, st in zip(ordered, starts[1:-1]) if st < n_steps]
     res.seconds = time.perf_counter() - t_start
     return res

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from .. import metrics as M
+from ..atomic import atomic_folder
 from ..data.dataset import atomic_write
 from .loop import EmulatorResult
+from .monitoring import mark_decisions, monitoring_md, shift_detection
 
 __all__ = ["compute_kpis", "write_report"]
 
@@ -70,7 +72,11 @@ def compute_kpis(res: EmulatorResult, window: int = 50) -> dict[str, Any]:
         row["labels_gathered"], row["labels_used"] = int(lab["gathered"]), int(lab["used"])
         row["beats_hs_effective_se"] = bool(row["adapted"]["edgebm"]["effective_se_mean"] > row["adapted"]["hierarchical"]["effective_se_mean"])
         shifts.append(row)
-    lat = res.latency_ms
+    for row, det in zip(shifts, shift_detection(res.monitoring, len(shifts))):
+        row.update(det)
+    lat = res.latency_ms[np.isfinite(res.latency_ms)]  # NaN: the model did not run (deactivated by life-cycle management)
+    if lat.size == 0:
+        lat = np.zeros(1)
     upd = [u["device_ms"] for u in res.updates]
     budget = float(res.updates[0]["budget_ms"]) if res.updates else None
     return {
@@ -104,18 +110,23 @@ def compute_kpis(res: EmulatorResult, window: int = 50) -> dict[str, Any]:
             "overruns": int(sum(bool(u["overrun"]) for u in res.updates)),
             "rolled_back": int(sum(not u["accepted"] for u in res.updates)),
         },
+        "monitoring": res.monitoring,
         "wall_seconds": round(res.seconds, 2),
     }
 
 
 def _summary_md(k: dict[str, Any]) -> str:
     c = k["config"]
+    src = c.get("city_source", "the bundle's own city")  # where the city came from (reports before it was recorded: the bundle's)
     lines = [
         f"# Emulator run: {c['family']} bundle for `{c['profile']}`",
         "",
         f"{k['ues']} UEs x {k['cycles']} beam cycles of {k['cycle_ms']:g} ms in {c['scenario']['city']} "
-        f"(seed {c['seed']}); bundle `{c['bundle']}`; inference on {c.get('backend_reason', 'onnxruntime')}; "
+        f"({src}; seed {c['seed']}); bundle `{c['bundle']}`; "
+        f"inference on {c.get('backend_reason', 'onnxruntime')}; "
         f"wall time {k['wall_seconds']} s.",
+        *[f"The codebook-agnostic bundle took phase {ch['phase']}'s Set A codebook ({ch['set_a']} beams, sha256 "
+          f"{ch['codebook_a'][:12]}) through `Predictor.set_codebook`." for ch in c.get("codebooks_served") or []],
         "",
         "## Totals",
         "",
@@ -167,6 +178,7 @@ def _summary_md(k: dict[str, Any]) -> str:
             f"{'beats' if s['beats_hs_effective_se'] else 'does NOT beat'} hierarchical search on effective SE after adaptation."
             if rec is not None else "No pre-shift window."
         )
+    lines += monitoring_md(k)
     lines += ["", "Plots: `se_over_time.png`, `se_drop_cdf.png`, `latency_hist.png`.", ""]
     return "\n".join(lines)
 
@@ -189,6 +201,7 @@ def _plots(res: EmulatorResult, out: Path) -> list[str]:
     for s in res.shifts:
         ax.axvline(s["at_s"], color="k", ls="--", lw=1)
         ax.text(s["at_s"], ax.get_ylim()[1], f" {s['kind']}:{s['value']}", va="top", fontsize=8)
+    mark_decisions(ax, res)
     ax.set_xlabel("time (s)")
     ax.set_ylabel("SE (b/s/Hz)")
     ax.legend(fontsize=8)
@@ -209,7 +222,8 @@ def _plots(res: EmulatorResult, out: Path) -> list[str]:
     names.append(_save(fig, out / "se_drop_cdf.png"))
     # latency histogram vs deadline
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.hist(res.latency_ms.ravel(), bins=60, color="tab:blue", alpha=0.8)
+    lat = res.latency_ms.ravel()
+    ax.hist(lat[np.isfinite(lat)], bins=60, color="tab:blue", alpha=0.8)
     ax.axvline(res.deadline_ms, color="tab:red", ls="--", label=f"deadline {res.deadline_ms:g} ms")
     ax.set_xlabel("device-scaled inference latency (ms)")
     ax.set_ylabel("decisions")
@@ -226,12 +240,17 @@ def _save(fig, path: Path) -> str:
     return path.name
 
 
-def write_report(res: EmulatorResult, out_dir: str | Path, window: int = 50) -> dict[str, Any]:
-    """Write ``kpis.json``, ``summary.md`` and the PNG plots to ``out_dir``; returns the KPIs."""
+def write_report(res: EmulatorResult, out_dir: str | Path, window: int = 50,
+                 before_swap: Callable[[], Any] | None = None) -> dict[str, Any]:
+    """Write ``kpis.json``, ``summary.md`` and the PNG plots as the folder ``out_dir``; returns the KPIs.
+
+    The report is written whole into a temp folder beside ``out_dir`` that then replaces it
+    (:func:`edgebm.atomic.atomic_folder`), so no plot of an earlier run survives next to a new report;
+    ``before_swap()`` runs just before the swap (the CLI re-checks there that ``out_dir`` is still a report)."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     k = compute_kpis(res, window)
-    k["plots"] = _plots(res, out)
-    atomic_write(out / "kpis.json", lambda f: f.write((json.dumps(k, indent=2, default=float) + "\n").encode()))
-    atomic_write(out / "summary.md", lambda f: f.write(_summary_md(k).encode()))
+    with atomic_folder(out, before_swap=before_swap) as tmp:
+        k["plots"] = _plots(res, tmp)
+        atomic_write(tmp / "kpis.json", lambda f: f.write((json.dumps(k, indent=2, default=float) + "\n").encode()))
+        atomic_write(tmp / "summary.md", lambda f: f.write(_summary_md(k).encode()))
     return k

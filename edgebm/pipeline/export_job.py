@@ -23,6 +23,7 @@ from ..deploy.bundle import bundle_out_dir
 from ..evaluate import dataset_beam_xy
 from ..metrics import summarize
 from ..profiles import DeviceProfile, list_profiles, load_profile
+from ..runtime.functionality import build_functionality
 from ..train import TrainConfig
 from .candidates import Candidate
 from .context import ExportContext, Progress, noop_progress
@@ -215,6 +216,8 @@ def _write(run: RecipeRun, pc: ProfileCandidates, chosen: Candidate, rule: Selec
     manifest = manifest_fields(prof, ctx.data, chosen, sm.model, pc.candidates, split, teacher, rule, metrics, pc.search_log)
     manifest["dataset"]["scenario"] = data_scenario(ctx.data)
     manifest["named_cities"] = _named_block(run, pc, g)
+    manifest["functionality"] = build_functionality(ctx.data.meta, ctx.data.codebooks, getattr(ctx.data, "snr_db", None),
+                                                    codebook_agnostic=bool(g.manifest_fields.get("aps_output")))  # issue 16
     writers: dict[str, Callable[[Path], Any]] = {
         "model.onnx": lambda p: p.write_bytes(g.path.read_bytes()),
         "codebook.npz": lambda p: _write_npz(p, ctx.data.codebooks),

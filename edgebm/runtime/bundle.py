@@ -18,14 +18,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import secrets
-import shutil
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from ..atomic import OLD_TAG, atomic_write_text, fsync_dir, temp_dir_beside
+from ..atomic import atomic_folder, atomic_write_text
 from ..errors import BundleError, ConfigError
 from ..outputs import check_output_folder, folder_entries
 from .manifest import BUNDLE_SCHEMA, MANIFEST_NAME, BundleManifest, check_member_name, manifest_digest
@@ -224,10 +222,7 @@ def write_bundle(
     for name in writers:
         check_member_name(name, "writers")
     base = manifest.to_dict() if isinstance(manifest, BundleManifest) else dict(manifest)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_dir_beside(out_dir)
-    old: Path | None = None
-    try:
+    with atomic_folder(out_dir, before_swap=lambda: check_bundle_out(out_dir)) as tmp:   # re-checked before the swap
         for name, write in writers.items():
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             write(tmp / name)
@@ -245,19 +240,6 @@ def write_bundle(
         full = _finish_manifest(BundleManifest.from_dict(full).to_dict(), sign_key)
         (tmp / MANIFEST_NAME).write_text(_manifest_text(full), encoding="utf-8")
         _fsync_file(tmp / MANIFEST_NAME)
-        fsync_dir(tmp)
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.{OLD_TAG}-{os.getpid()}-{secrets.token_hex(4)}")
-            out_dir.rename(old)
-        tmp.rename(out_dir)  # between the two renames: out_dir missing, old + complete new version both on disk
-        fsync_dir(out_dir.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        if old is not None and old.exists() and not out_dir.exists():
-            old.rename(out_dir)  # put the previous bundle back
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 

@@ -187,6 +187,7 @@ class BundleManifest:
     metrics_heldout: dict[str, Any] = field(default_factory=dict)
     dataset: dict[str, Any] = field(default_factory=dict)
     tensorrt: dict[str, Any] | None = None
+    functionality: dict[str, Any] | None = None  # where the bundle applies (edgebm.runtime.functionality)
     bundle_digest: str | None = None
     signature: dict[str, Any] | None = None
     # the export recipe (export/README.md): the teacher it distilled from, the steps that made the model, the rule that chose it
@@ -259,6 +260,14 @@ class BundleManifest:
                 raise _fail("tensorrt", f"must be a JSON object, got {type(tensorrt).__name__}")
             if tensorrt.get("plan_file") is not None:
                 member("tensorrt.plan_file", tensorrt["plan_file"])
+        functionality = d.get("functionality")
+        if functionality is not None:
+            from .functionality import validate_block  # stdlib-only at import
+
+            try:
+                validate_block(functionality)
+            except ValueError as e:
+                raise _fail("functionality", str(e)) from None
         digest = d.get("bundle_digest")
         if digest is not None and (not isinstance(digest, str) or not _SHA256.match(digest)):
             raise _fail("bundle_digest", f"must be a 64-character lower-case hex sha256, got {digest!r}")
@@ -303,6 +312,7 @@ class BundleManifest:
             metrics_heldout=_dict(d, "metrics_heldout"),
             dataset=_dict(d, "dataset"),
             tensorrt=tensorrt,
+            functionality=functionality,
             bundle_digest=digest,
             signature=signature,
             teacher=teacher,
@@ -368,4 +378,4 @@ class BundleManifest:
 
 _MISSING = object()
 _FIELD_NAMES = {f.name for f in fields(BundleManifest)}
-_OPTIONAL_NONE = {"feature_output", "head_file", "tensorrt", "bundle_digest", "signature", "teacher", "selection"}
+_OPTIONAL_NONE = {"feature_output", "head_file", "tensorrt", "functionality", "bundle_digest", "signature", "teacher", "selection"}

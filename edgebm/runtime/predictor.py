@@ -121,6 +121,31 @@ class Predictor:
                 raise BundleError(f"{self.bundle_dir}: '{man.head_file}': {e}") from None
         self._numpy_head = man.adapted and self.head is not None
         self._cb_gains: np.ndarray | None = None  # Set A gain patterns after set_codebook (codebook-aware bundles)
+        self.accepted_configurations: list[str] = []  # configurations outside the functionality a codebook-agnostic bundle took
+
+    def check_configuration(self, current: dict[str, Any]) -> Any:
+        """Refuse to serve a configuration outside the bundle's ``functionality`` block.
+
+        ``current``: what the UE is configured with (keys of :func:`edgebm.runtime.functionality.configuration_from`:
+        ``set_a``, ``set_b``, ``codebook_a`` / ``codebook_b`` sha256, ``bs_array``, ``ue_array``, ``carrier_hz``; any
+        subset, optionally ``snr_db``). Raises :class:`InputError` with one line naming the fields that differ; a
+        codebook-agnostic bundle accepts another Set A codebook and records it in ``accepted_configurations``.
+        Returns the :class:`~edgebm.runtime.functionality.Applicability` (its ``notes``: conditions outside what the
+        bundle was validated on, e.g. the SNR).
+        """
+        from .functionality import check_configuration
+
+        if not isinstance(current, dict):
+            raise InputError(f"check_configuration: current must be a dict of configuration fields, got {type(current).__name__}")
+        try:
+            res = check_configuration(self.manifest.functionality, current)
+        except ValueError as e:
+            raise InputError(f"check_configuration: {e}") from None
+        if not res.applicable:
+            raise InputError(f"{self.bundle_dir}: {res.message()}")
+        if res.accepted:
+            self.accepted_configurations.append(res.message())
+        return res
 
     def set_codebook(self, weights_a: np.ndarray, array_shape: tuple[int, int] | None = None) -> None:
         """Serve another Set A codebook with no retraining (codebook-aware bundles, family ``angular``).
