@@ -199,7 +199,7 @@ def test_bench_accuracy_same_results_on_ray(ray_runtime, serial_accuracy_digest,
 @needs_ray
 def test_ray_task_options(ray_runtime):
     with make_executor(ray="local") as ex:
-        assert ex.options(Resources(cpus=1)) == {"num_cpus": 1.0, "max_retries": 0}
+        assert ex.options(Resources(cpus=1)) == {"num_cpus": 1.0, "max_retries": 2}
         assert ex.options(Resources(cpus=8))["num_cpus"] == 2.0            # capped at the cluster's CPUs
         assert "num_gpus" not in ex.options(Resources(cpus=1, gpus=1))    # CPU-only runtime: no GPU request
         ex._gpus = 1.0                                                    # as on a node with one GPU
