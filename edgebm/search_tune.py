@@ -132,30 +132,26 @@ def _trial(config: dict[str, Any], payload: _Payload) -> None:
     from .parallel import reading_object_store
 
     with reading_object_store(), tempfile.TemporaryDirectory(prefix="edgebm-tune-") as d:
-        _run_trial(tune, TorchBeamModel, float(config["ratio"]), payload, Path(d))
+        module, cols = _structure(payload, float(config["ratio"]), Path(d))
+        if cols["gate"] == "fail":
+            tune.report({**cols, "score": math.nan, "epochs": 0})
+            return
+        best = [math.inf, math.nan]  # (validation loss, top-1) of the weights training keeps (train.loop.EarlyStopping)
 
+        def report(epoch: int, n: int, row: dict[str, float]) -> None:
+            if row["val_loss"] < best[0] - 1e-6:
+                best[:] = [row["val_loss"], row["val_top1"]]
+            tune.report({**cols, "score": best[1], "top1_epoch": row["val_top1"], "epochs": epoch})
 
-def _run_trial(tune: Any, model_cls: Any, ratio: float, payload: _Payload, work: Path) -> None:
-    module, cols = _structure(payload, ratio, work)
-    if cols["gate"] == "fail":
-        tune.report({**cols, "score": math.nan, "epochs": 0})
-        return
-    best = [math.inf, math.nan]  # (validation loss, top-1) of the weights training keeps (train.loop.EarlyStopping)
-
-    def report(epoch: int, n: int, row: dict[str, float]) -> None:
-        if row["val_loss"] < best[0] - 1e-6:
-            best[:] = [row["val_loss"], row["val_top1"]]
-        tune.report({**cols, "score": best[1], "top1_epoch": row["val_top1"], "epochs": epoch})
-
-    model = model_cls(payload.family, payload.train.n_b, payload.train.n_a, train_cfg=payload.finetune, module=module)
-    model.fit(payload.train, payload.val, progress=report, **payload.fit_kw)
+        model = TorchBeamModel(payload.family, payload.train.n_b, payload.train.n_a, train_cfg=payload.finetune, module=module)
+        model.fit(payload.train, payload.val, progress=report, **payload.fit_kw)
 
 
 @contextmanager
 def _quiet_tune() -> Iterator[None]:
-    """Tune without its console tables, TensorBoard hint and per-trial CSV / JSON / TensorBoard files (the trial
-    table goes to the manifest and budget.md), and without numpy's all-NaN warning when ASHA's rung holds only
-    infeasible trials (their NaN scores are meant to be ignored). The variables are put back afterwards."""
+    """Tune without its console tables and TensorBoard hint (the trial table goes to the manifest and budget.md; its
+    per-trial logs stay in the export's temporary folder), and without numpy's all-NaN warning when an ASHA rung
+    holds only infeasible trials (their NaN scores are meant to be ignored). The variable is put back afterwards."""
     import os
     import warnings
 
