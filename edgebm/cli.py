@@ -812,7 +812,7 @@ def cmd_emulate(a: argparse.Namespace) -> int:
             raise ConfigError(_EMULATE_FLAGS.get(e.field, e.field), e.problem, e.fix) from None
         except EmulatorError as e:
             raise CliError(str(e)) from None
-    k = write_report(res, out)
+    k = write_report(res, out, before_swap=lambda: check_output_folder(out, "--out", _is_report_folder, "emulator report"))
     con = _console(False)
     from rich.table import Table
 

@@ -71,6 +71,11 @@ def test_emulator_shift_adapt_and_report(sim_bundle, tmp_path):
     assert np.all(res.se["exhaustive"] <= res.se_genie + 1e-9)
     assert k["methods"]["exhaustive"]["beams_per_cycle"] == 64.0
     assert "Shift `codebook:random64`" in (tmp_path / "rep" / "summary.md").read_text()
+    # a second report into the same folder replaces it whole: a plot of the earlier run does not survive
+    (tmp_path / "rep" / "se_stale_plot.png").write_bytes(b"old")
+    write_report(res, tmp_path / "rep", window=20)
+    assert sorted(p.name for p in (tmp_path / "rep").iterdir()) == sorted(k["plots"] + ["kpis.json", "summary.md"])
+    assert [p.name for p in tmp_path.iterdir()] == ["rep"]  # no temp folder left beside it
 
 
 def test_late_decisions_keep_previous_beam(sim_bundle):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from .. import metrics as M
+from ..atomic import atomic_folder
 from ..data.dataset import atomic_write
 from .loop import EmulatorResult
 from .monitoring import mark_decisions, monitoring_md, shift_detection
@@ -239,12 +240,17 @@ def _save(fig, path: Path) -> str:
     return path.name
 
 
-def write_report(res: EmulatorResult, out_dir: str | Path, window: int = 50) -> dict[str, Any]:
-    """Write ``kpis.json``, ``summary.md`` and the PNG plots to ``out_dir``; returns the KPIs."""
+def write_report(res: EmulatorResult, out_dir: str | Path, window: int = 50,
+                 before_swap: Callable[[], Any] | None = None) -> dict[str, Any]:
+    """Write ``kpis.json``, ``summary.md`` and the PNG plots as the folder ``out_dir``; returns the KPIs.
+
+    The report is written whole into a temp folder beside ``out_dir`` that then replaces it
+    (:func:`edgebm.atomic.atomic_folder`), so no plot of an earlier run survives next to a new report;
+    ``before_swap()`` runs just before the swap (the CLI re-checks there that ``out_dir`` is still a report)."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     k = compute_kpis(res, window)
-    k["plots"] = _plots(res, out)
-    atomic_write(out / "kpis.json", lambda f: f.write((json.dumps(k, indent=2, default=float) + "\n").encode()))
-    atomic_write(out / "summary.md", lambda f: f.write(_summary_md(k).encode()))
+    with atomic_folder(out, before_swap=before_swap) as tmp:
+        k["plots"] = _plots(res, tmp)
+        atomic_write(tmp / "kpis.json", lambda f: f.write((json.dumps(k, indent=2, default=float) + "\n").encode()))
+        atomic_write(tmp / "summary.md", lambda f: f.write(_summary_md(k).encode()))
     return k
