@@ -534,11 +534,22 @@ def cmd_export(a: argparse.Namespace) -> int:
         _check_split(n, "--data", (2, 2, 2), unit)
     else:
         _check_split(a.samples or DEFAULT_SAMPLES, "--samples", (2, 2, 2))
+    if a.search == "tune" and a.ray is None:
+        raise CliError("--search tune: needs --ray (local, or a cluster's HOST:PORT): its trials run on Ray Tune")
+    if a.tune_trials is not None and a.search != "tune":
+        raise CliError("--tune-trials: only with --search tune")
     cfg = TrainConfig(seed=a.seed, epochs=a.epochs, soft_weight=SOFT_WEIGHT) if a.epochs else None
     con = _console(False)
-    with _RichProgress() as prog:
+    with (_executor(a) if a.ray is not None else _no_executor()) as ex, _RichProgress() as prog:
+        search = None
+        if a.search == "tune":
+            from .search_tune import DEFAULT_TRIALS, TuneSearch
+
+            search = TuneSearch(ex, a.tune_trials or DEFAULT_TRIALS)
+        if ex is not None:
+            con.print(f"students{' and Tune trials' if search else ''} on {ex.describe()}")
         results = export_profiles(profs, data, None, seed=a.seed, n_samples=a.samples or DEFAULT_SAMPLES, train_cfg=cfg, families=families,
-                                  teacher=teacher, force=a.force, progress=prog, out_dirs=out_dirs)
+                                  teacher=teacher, force=a.force, progress=prog, out_dirs=out_dirs, executor=ex, prune_search=search)
     code = EXIT_OK
     for name, res in results.items():
         if isinstance(res, NothingFitsError):
@@ -898,6 +909,7 @@ def _radio_arguments(p: argparse.ArgumentParser, names: Sequence[str], ranged: S
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .models.registry import family_names
+    from .search_tune import DEFAULT_TRIALS as DEFAULT_TUNE_TRIALS
 
     p = _Parser(prog="edgebm", description="Beam prediction for UEs: train, compress, export per device profile, gate, emulate.")
     p.add_argument("--version", action="version", version=f"edgebm {__version__}")
@@ -960,6 +972,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--families", default=None, help="comma-separated subset of the profile's families to try")
     e.add_argument("--force", action="store_true", help="write the most accurate candidate (on validation) even if none passes (manifest says so)")
     e.add_argument("--sign-key", default=None, metavar="KEY.pem", help="sign the bundle(s) with this ed25519 private key (edgebm keygen; extra: edgebm[sign])")
+    add_ray_argument(e, "the students' training (same candidates as without) and --search tune's trials")
+    e.add_argument("--search", choices=("bisect", "tune"), default="bisect",
+                   help="pruning-ratio search: bisect (the recipe's bisection on the budget, default) or tune (Ray Tune with "
+                        "ASHA over --tune-trials ratios, the gate as the constraint; needs --ray)")
+    e.add_argument("--tune-trials", type=_int_arg(2), default=None, metavar="N",
+                   help=f"--search tune: pruning ratios tried per prunable student (default {DEFAULT_TUNE_TRIALS})")
     e.set_defaults(func=cmd_export)
 
     tr = sub.add_parser("train", help="train one model family on a dataset into a run folder")

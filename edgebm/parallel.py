@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 from .errors import ConfigError
 
 __all__ = ["Resources", "Executor", "SerialExecutor", "ProcessExecutor", "RayExecutor", "make_executor",
-           "parse_ray_address", "add_ray_argument", "ray_available", "RAY_LOCAL", "RAY_INSTALL_HINT"]
+           "parse_ray_address", "add_ray_argument", "ray_available", "reading_object_store", "RAY_LOCAL", "RAY_INSTALL_HINT"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -44,6 +44,8 @@ RAY_LOCAL = "local"
 RAY_INSTALL_HINT = "install the extra: pip install 'edgebm[ray]'"
 _ADDRESS_RE = re.compile(r"^(ray://)?[A-Za-z0-9_.\-\[\]:]+:[0-9]{1,5}$")
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+#: times Ray re-runs a task whose worker or node died (not one that raised: that error is the caller's)
+TASK_RETRIES = 2
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,17 @@ def thread_limit(threads: int) -> Iterator[None]:
                 os.environ.pop(v, None)
             else:
                 os.environ[v] = old
+
+
+@contextmanager
+def reading_object_store() -> Iterator[None]:
+    """Silence torch's warning about wrapping a read-only numpy array: arrays a Ray task gets from the object store
+    are read-only, and the code that wraps them (training, pruning) only reads them."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        yield
 
 
 def _limited_call(fn: Callable[[T], R], threads: int, item: T) -> R:
@@ -320,7 +333,8 @@ class RayExecutor(Executor):
         """The ``.options(...)`` of one task: CPUs as asked (but no more than the cluster has), GPUs only when the
         cluster has them."""
         r = resources or Resources(cpus=self.threads)
-        opts: dict[str, Any] = {"num_cpus": min(float(r.cpus), float(self._cpus)), "max_retries": 0}
+        # tasks are pure functions of their item: one that a dying worker or node took down is safely run again
+        opts: dict[str, Any] = {"num_cpus": min(float(r.cpus), float(self._cpus)), "max_retries": TASK_RETRIES}
         if r.gpus > 0 and self._gpus > 0:
             opts["num_gpus"] = min(float(r.gpus), self._gpus)
         return opts
@@ -341,7 +355,9 @@ class RayExecutor(Executor):
         finally:
             for ref in pending:
                 try:
-                    ray.cancel(ref, force=True)
+                    # not force=True: that kills the worker process, and Ray can hand the dying worker a task of
+                    # the next map (seen here as a WorkerCrashedError); a plain cancel interrupts the task only
+                    ray.cancel(ref)
                 except Exception:  # noqa: BLE001 - already finished or gone
                     pass
 

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edgebm.cli import main
@@ -54,13 +55,15 @@ def _threads_seen(_: int) -> tuple[int, str]:
 
 # ------------------------------------------------------------------------------------------------- without Ray
 def test_nothing_imports_ray_without_the_flag(tmp_path):
-    """The CLI, the executors and bench's entry point never import Ray unless --ray is given."""
+    """The CLI, the executors, the export pipeline with its scale-out modules and bench's entry point never import
+    Ray unless --ray is given."""
     code = (
         "import sys\n"
         "from edgebm.cli import main\n"
         f"rc = main(['data', 'generate', '--samples', '40', '--shards', '2', '--out', r'{tmp_path / 'd'}'])\n"
         f"rc += main(['data', 'generate', '--samples', '40', '--shards', '2', '--workers', '2', '--out', r'{tmp_path / 'w'}'])\n"
-        "import bench.__main__, edgebm.parallel\n"
+        f"rc += main(['export', '--profile', 'smartphone', '--search', 'tune', '--out', r'{tmp_path / 'b'}']) - 2\n"
+        "import bench.__main__, edgebm.parallel, edgebm.search_tune, edgebm.candidate_fanout, edgebm.pipeline\n"
         "print(rc, 'ray' in sys.modules, sorted(m for m in sys.modules if m.startswith('ray.'))[:3])\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
@@ -199,7 +202,7 @@ def test_bench_accuracy_same_results_on_ray(ray_runtime, serial_accuracy_digest,
 @needs_ray
 def test_ray_task_options(ray_runtime):
     with make_executor(ray="local") as ex:
-        assert ex.options(Resources(cpus=1)) == {"num_cpus": 1.0, "max_retries": 0}
+        assert ex.options(Resources(cpus=1)) == {"num_cpus": 1.0, "max_retries": 2}
         assert ex.options(Resources(cpus=8))["num_cpus"] == 2.0            # capped at the cluster's CPUs
         assert "num_gpus" not in ex.options(Resources(cpus=1, gpus=1))    # CPU-only runtime: no GPU request
         ex._gpus = 1.0                                                    # as on a node with one GPU
@@ -233,3 +236,119 @@ def serial_accuracy_digest(tmp_path_factory):
 def test_bench_accuracy_same_results_on_processes(serial_accuracy_digest, tmp_path):
     with ProcessExecutor(2) as ex:
         assert _accuracy_digest(tmp_path, ex) == serial_accuracy_digest
+
+
+# ------------------------------------------------------------------------------------------------- export on Ray
+def _candidate_table(res) -> list:
+    """Every candidate's name, error and validation scores (bytes): what the recipe built and measured."""
+    return [(c.name, c.error, None if c.val is None else (c.val.top1, c.val.hits.tobytes(), c.val.scores.tobytes()))
+            for c in res.candidates]
+
+
+def test_export_search_tune_needs_ray(tmp_path, capsys, monkeypatch):
+    """--search tune without --ray, --tune-trials without --search tune, and --search tune without Ray are one line
+    each, exit 2, before any simulation or training; nothing written."""
+    out = str(tmp_path / "b")
+    for argv, needle in [(["--search", "tune"], "--search tune: needs --ray"),
+                         (["--tune-trials", "4"], "--tune-trials: only with --search tune"),
+                         (["--search", "tune", "--tune-trials", "1", "--ray"], "--tune-trials")]:
+        rc = main(["export", "--profile", "smartphone", "--out", out, *argv])
+        err = capsys.readouterr().err
+        assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, (argv, err)
+    monkeypatch.setitem(sys.modules, "ray", None)        # as without the extra
+    rc = main(["export", "--profile", "smartphone", "--out", out, "--ray", "--search", "tune"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--ray: Ray is not installed" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "b").exists()
+
+
+def test_ratio_grid_and_tune_check(monkeypatch):
+    from edgebm.search_tune import check_tune, ratio_grid
+
+    g = ratio_grid(6, 0.97)
+    keep = 1 - np.array(g)
+    assert g[0] == 0.0 and g[-1] == 0.97 and len(g) == 6
+    assert np.allclose(keep[1:] / keep[:-1], keep[1] / keep[0], rtol=1e-3)   # each step keeps the same fraction
+    with pytest.raises(ConfigError, match="--tune-trials"):
+        ratio_grid(1)
+    monkeypatch.setitem(sys.modules, "ray.tune", None)   # Ray without its Tune dependencies
+    with pytest.raises(ConfigError, match=r"--search: tune needs Ray Tune.*edgebm\[ray\]"):
+        check_tune()
+
+
+def _fp32_only(prof):
+    """``prof`` with fp32 only and no accelerator / ORT-format targets (fewer graphs to build in a test)."""
+    import dataclasses
+
+    return dataclasses.replace(prof, precision=dataclasses.replace(prof.precision, allowed=("fp32",), preferred="fp32"),
+                               compute=dataclasses.replace(prof.compute, ort_mobile=False, accelerator="none"))
+
+
+@needs_ray
+def test_export_students_on_ray_same_candidates(ray_runtime, tmp_path):
+    """Two profiles sharing the teacher and their students: on Ray each student is one task (two tasks, not four)
+    and every candidate, the choice, the held-out metrics and the model / head / codebook bytes equal the serial
+    run's."""
+    from edgebm.pipeline import export_profiles
+    from edgebm.train import TrainConfig
+    from tests.conftest import lean_profile, make_toy_dataset
+
+    ds = make_toy_dataset(500)
+    profs = [_fp32_only(lean_profile("smartphone", prune=False)), _fp32_only(lean_profile("fwa", prune=False))]
+    kw = dict(train_cfg=TrainConfig(epochs=2, seed=0), families=["mlp", "dscnn"], latency_runs=20, named_cities=False)
+    serial = export_profiles(profs, ds, tmp_path / "serial", **kw)
+    seen: list[str] = []
+    with make_executor(ray="local") as ex:
+        on_ray = export_profiles(profs, ds, tmp_path / "ray", executor=ex, progress=lambda st, d, t, det="": seen.append(det), **kw)
+    assert any(s.startswith("2 students as tasks on ray") for s in seen)
+    for name, s in serial.items():
+        r = on_ray[name]
+        assert _candidate_table(s) == _candidate_table(r) and s.chosen.name == r.chosen.name
+        assert s.metrics == r.metrics and s.manifest["lineage"] == r.manifest["lineage"]
+        for f in ("model.onnx", "head.npz", "codebook.npz"):
+            assert (s.bundle_dir / f).read_bytes() == (r.bundle_dir / f).read_bytes(), (name, f)
+
+
+@needs_ray
+def test_cli_export_search_tune_trial_table(ray_runtime, tmp_path, capsys):
+    """edgebm export --ray --search tune: a profile whose unpruned MLP breaks max_params; the Tune trials over the
+    ratio grid are infeasible below the budget (gate fail, not trained) and fine-tuned above it under ASHA; the
+    trial table is in the manifest and budget.md, and the ratio it keeps becomes a candidate with the trial's
+    validation top-1 (the refit is the same computation as the trial)."""
+    import json
+
+    from edgebm.data import save_dataset
+    from edgebm.search_tune import ratio_grid
+    from tests.conftest import make_toy_dataset
+
+    toml = (ROOT / "profiles" / "smartphone.toml").read_text()
+    for a, b in [("max_params = 500000", "max_params = 6000"), ('teacher = "pretrained"', 'teacher = "none"'),
+                 ('allowed = ["fp32", "fp16", "int8"]', 'allowed = ["fp32"]'), ('preferred = "int8"', 'preferred = "fp32"'),
+                 ("ort_mobile = true", "ort_mobile = false"), ('accelerator = "nnapi"', 'accelerator = "none"')]:
+        assert a in toml
+        toml = toml.replace(a, b)   # the unpruned MLP breaks max_params; fp32 only, no teacher: fewer graphs to build
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "smartphone.toml").write_text(toml + "\nfinetune_epochs = 3\n")   # in [recipe]
+    save_dataset(make_toy_dataset(500), tmp_path / "toy.npz")
+    rc = main(["export", "--profile", str(tmp_path / "p" / "smartphone.toml"), "--data", str(tmp_path / "toy.npz"), "--epochs", "3",
+               "--families", "mlp", "--force", "--ray", "--search", "tune", "--tune-trials", "4", "--out", str(tmp_path / "b")])
+    cap = capsys.readouterr()
+    assert rc in (0, 3), cap.err
+    assert "students and Tune trials on ray (local Ray runtime: 2 CPU(s))" in cap.out
+    man = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    (entry,) = [e for e in man["recipe"]["prune_search"] if e.get("search") == "ray_tune"]
+    trials = entry["trials"]
+    assert [t["ratio"] for t in trials] == ratio_grid(4) and entry["scheduler"]["name"] == "ASHA"
+    assert trials[0]["gate"] == "fail" and "params" in trials[0]["why"] and trials[0]["epochs_run"] == 0   # the constraint
+    assert all(t["params"] <= 6000 for t in trials if t["gate"] == "pass")
+    assert all(t["top1_val"] is None for t in trials if t["gate"] == "fail")
+    ran = [t for t in trials if t["gate"] == "pass"]
+    assert ran and all(1 <= t["epochs_run"] <= 3 for t in ran)
+    assert all(t["epochs_run"] < 3 for t in ran if t["stopped_by_asha"])
+    assert any(not t["stopped_by_asha"] and t["epochs_run"] == 3 for t in ran)     # the best always runs to the end
+    assert entry["chosen"] and all(r["top1_val_candidate"] == r["top1_val_trial"] for r in entry["refit"])
+    names = [c["candidate"] for c in man["candidates"]]
+    assert all(any(n.startswith(r["model"] + " ") for n in names) for r in entry["refit"])
+    md = (tmp_path / "b" / "budget.md").read_text()
+    assert "## Pruning-ratio search: Ray Tune with ASHA" in md
+    assert sum(line.startswith(f"| {t['trial']} |") for t in trials for line in md.splitlines()) == len(trials)

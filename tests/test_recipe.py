@@ -334,6 +334,11 @@ def test_export_corpus_spec_and_data_scenario(toy_dataset):
     assert spec.scenario().cities == 1000  # procedurally drawn cities: never city0..city3 (tests/test_random_scenario.py)
     assert data_scenario(toy_dataset) == {"kind": "city", "cities": "toy", "seed": 0, "n_samples": len(toy_dataset),
                                           "source": "unknown"}
+    from edgebm.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "cmd" or getattr(a, "choices", None) and "export" in a.choices)
+    helps = {a.dest: a.help for a in sub.choices["export"]._actions}
+    assert f"(default {DEFAULT_SAMPLES})" in helps["samples"]  # the CLI help says what the library does
 
 
 def test_cli_export_default_data_is_the_random_corpus_with_named_cities(tmp_path, monkeypatch, capsys):

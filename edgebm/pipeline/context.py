@@ -45,6 +45,11 @@ class ExportContext:
     families: tuple[str, ...] | None = None
     latency_runs: int = 500
     progress: Progress = noop_progress
+    #: scale-out seam (``edgebm export --ray``): an :class:`edgebm.parallel.Executor` the students are trained on as
+    #: tasks (:mod:`edgebm.candidate_fanout`), and a replacement for :meth:`RecipeRun.prune_points` (``--search tune``:
+    #: :class:`edgebm.search_tune.TuneSearch`); None: everything here, one after another
+    executor: Any = None
+    prune_search: Any = None
 
 
 @dataclass

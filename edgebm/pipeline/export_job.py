@@ -120,6 +120,8 @@ def export_profiles(
     progress: Progress = noop_progress,
     out_dirs: dict[str, Path] | None = None,
     named_cities: bool = True,
+    executor: Any = None,
+    prune_search: Any = None,
 ) -> dict[str, ExportResult | NothingFitsError]:
     """Run the recipe for every profile, sharing the teacher and students, and write ``<out_root>/<profile>/``.
 
@@ -128,6 +130,8 @@ def export_profiles(
     training seed. ``named_cities``: also report each bundle's top-1 on fresh drops of city0..city3 (information
     only, never used to choose; skipped with a note when the data's beams differ from the named cities').
     ``out_dirs`` maps a profile name to its bundle folder (overrides ``out_root``; default root ``export``).
+    ``executor`` / ``prune_search``: the scale-out seam of :class:`.context.ExportContext` (``edgebm export --ray``,
+    ``--search tune``); the same seeds give the same candidates with or without an executor.
     Returns, per profile, the :class:`ExportResult` or the :class:`NothingFitsError` that stopped it (nothing
     written for that profile unless ``force``; the other profiles are still exported).
     """
@@ -146,9 +150,13 @@ def export_profiles(
     results: dict[str, ExportResult | NothingFitsError] = {}
     with ScratchDir("edgebm-export") as tmpd:  # /tmp/edgebm-export-<pid>-*: leftovers of killed runs are removed
         ctx = ExportContext(ds, train, val, test, calib, seed, Path(tmpd), train_cfg, teacher,
-                            tuple(families) if families else None, latency_runs, progress)
+                            tuple(families) if families else None, latency_runs, progress, executor, prune_search)
         run = RecipeRun(ctx)
         run.named_drops, run.named_drops_note = drops, no_drops
+        if executor is not None:  # edgebm export --ray: every profile's students at once, as executor tasks
+            from ..candidate_fanout import fit_students
+
+            fit_students(run, profs)
         for prof in profs:
             t0 = time.perf_counter()
             try:

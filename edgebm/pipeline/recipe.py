@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,8 @@ class RecipeRun:
         self.teachers: dict[str, tuple[TeacherChoice, StoredModel | None]] = {}
         self._structures: dict[tuple[str, float], tuple[Any, Path]] = {}
         self._teacher_logits: dict[str, np.ndarray] = {}
+        #: students fitted as executor tasks (edgebm.candidate_fanout): key -> fitted model, or the exception it raised
+        self.prefit: dict[str, Any] = {}
         #: fresh drops of the named cities (set by the export job; reported per bundle, never used to choose)
         self.named_drops: dict[str, Any] | None = None
         self.named_drops_note = ""
@@ -232,17 +235,27 @@ class RecipeRun:
         kw = {"teacher_logits": self._logits(teacher), "distil_weight": r.distil_weight, "distil_temperature": r.distil_temperature}
         return kw, "distil", {"distil_weight": r.distil_weight, "temperature": r.distil_temperature, "soft_labels": SOFT_WEIGHT}
 
+    @staticmethod
+    def student_key(family: str, teacher: StoredModel | None, step: str, settings: dict[str, Any]) -> str:
+        """What identifies a student in the run (profiles asking for the same one share it); ``step`` / ``settings``
+        as :meth:`_fit_kw` returns them."""
+        return f"{family}[{teacher.key if teacher and step == 'distil' else '-'}|{settings.get('distil_weight')},{settings.get('temperature')}]"
+
     def student(self, prof: DeviceProfile, family: str, teacher: StoredModel | None) -> StoredModel:
         spec = get_family(family)
         kw, step, settings = self._fit_kw(prof, teacher, spec)
-        key = f"{family}[{teacher.key if teacher and step == 'distil' else '-'}|{settings.get('distil_weight')},{settings.get('temperature')}]"
+        key = self.student_key(family, teacher, step, settings)
         if key in self.models:
             return self.models[key]
         ctx = self.ctx
-        ctx.progress("distil", 0, 1, f"{family} ({step})")
         cfg = self._cfg(spec.export_epochs)
-        model = make_model(family, ctx.data.n_b, ctx.data.n_a, cfg, **dict(spec.export_params))
-        model.fit(ctx.train, ctx.val, progress=lambda e, n, row: ctx.progress("distil", e / n, 1, f"{family} epoch {e}/{n}"), **kw)
+        model = self.prefit.pop(key, None)  # fitted as an executor task (edgebm export --ray), else here
+        if isinstance(model, Exception):
+            raise model
+        if model is None:
+            ctx.progress("distil", 0, 1, f"{family} ({step})")
+            model = make_model(family, ctx.data.n_b, ctx.data.n_a, cfg, **dict(spec.export_params))
+            model.fit(ctx.train, ctx.val, progress=lambda e, n, row: ctx.progress("distil", e / n, 1, f"{family} epoch {e}/{n}"), **kw)
         settings = {**settings, **({"epochs": cfg.epochs} if spec.kind == "torch" else {}), "params": _jsonable(dict(spec.export_params))}
         base = list(teacher.lineage) if teacher is not None and step == "distil" else []
         sm = self._store(key, family, model, lambda s: base + [s.step(step, teacher.name if step == "distil" else None, settings)])
@@ -405,6 +418,7 @@ class RecipeRun:
         # a candidate itself, is pruned like a student)
         quick = {s.key: self._quick_cost(prof, s, rule) for s in stored}
         if prof.recipe.prune:
+            search = self.prune_points if ctx.prune_search is None else partial(ctx.prune_search, self)  # --search tune
             tied_costs: list[tuple[float, float, str]] = []
             for s in sorted(stored, key=lambda m: quick[m.key][0]):
                 cost, ok = quick[s.key]
@@ -412,7 +426,7 @@ class RecipeRun:
                     tied_costs.append((cost, s.val.top1, s.name))
                 if not get_family(s.family).prunable:
                     continue
-                for p in self.prune_points(prof, s, teacher, sorted(tied_costs), log):
+                for p in search(prof, s, teacher, sorted(tied_costs), log):
                     stored.append(p)
                     pcost, pok = self._quick_cost(prof, p, rule)
                     if pok and _tied(rule, p.val, _best_val(stored)):

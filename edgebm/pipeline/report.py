@@ -149,6 +149,9 @@ def budget_markdown(prof: DeviceProfile, chosen: Candidate, cands: list[Candidat
                                                                                         "device p99 ms", "cost") else "---"
                                                                         for c in CANDIDATE_COLUMNS) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in candidate_table_rows(cands)]
+    from ..search_tune import trials_markdown  # --search tune: its trial table (nothing after the bisection)
+
+    lines += trials_markdown(manifest["recipe"].get("prune_search"))
     if "quantization" in manifest:
         q = manifest["quantization"]
         lines += ["", f"Quantisation: {q['mode']}, validation top-1 {q['fp32_top1_val']:.4f} -> {q['quant_top1_val']:.4f}; "
