@@ -13,15 +13,12 @@ NNAPI refuses every node with a dynamic input shape.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import tempfile
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..profiles import DeviceProfile
+from ..quiet import quiet
 from .gate import BudgetLine
 
 __all__ = ["AcceleratorCoverage", "accelerator_coverage", "accelerator_lines", "EP_NAMES", "QDQ_OPS"]
@@ -67,19 +64,6 @@ class AcceleratorCoverage:
         return {**asdict(self), "pct": round(self.pct, 2)}
 
 
-@contextlib.contextmanager
-def _quiet():
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        root.setLevel(level)
-
-
 def accelerator_coverage(onnx_path: str | Path, accelerator: str) -> AcceleratorCoverage:
     """Run onnxruntime's usability checker for ``accelerator`` (``nnapi`` or ``coreml``) on ``onnx_path``.
 
@@ -93,7 +77,7 @@ def accelerator_coverage(onnx_path: str | Path, accelerator: str) -> Accelerator
 
     if accelerator not in EP_NAMES:
         raise ValueError(f"accelerator must be one of {', '.join(EP_NAMES)}, got {accelerator!r}")
-    with tempfile.TemporaryDirectory(prefix="edgebm-accel-") as tmp, _quiet():
+    with tempfile.TemporaryDirectory(prefix="edgebm-accel-") as tmp, quiet():
         opt = Path(tmp) / "basic.onnx"
         try:
             optimize_model(Path(onnx_path), opt, use_external_initializers=True)

@@ -8,10 +8,6 @@ a pass and the search and reports what they cost.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, ClassVar, Sequence
@@ -19,6 +15,9 @@ from typing import Callable, ClassVar, Sequence
 import numpy as np
 import onnx
 from onnxruntime.quantization import CalibrationDataReader
+
+# re-exported for the passes: ORT's quantiser prints progress (percentile calibration) and logs warnings per tensor
+from ..quiet import quiet
 
 __all__ = [
     "WEIGHTED_OPS", "QuantConfig", "QuantResult", "BeamCalibrationReader", "QuantPass", "weighted_nodes", "make_top1_eval",
@@ -159,20 +158,6 @@ def make_top1_eval(x_val: np.ndarray, y_val: np.ndarray, threads: int = 1) -> Ca
         return float(np.mean(logits.reshape(-1, logits.shape[-1]).argmax(-1) == y.reshape(-1)))
 
     return eval_fn
-
-
-@contextlib.contextmanager
-def quiet():
-    """ORT's quantiser prints progress (percentile calibration) and logs warnings per tensor."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        root.setLevel(level)
 
 
 def atomic_save(model: onnx.ModelProto, path: Path) -> list[str]:

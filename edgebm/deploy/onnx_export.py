@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +12,7 @@ from torch import nn
 
 from ..atomic import atomic_path
 from ..errors import ExportError
+from ..quiet import quiet
 
 __all__ = ["ExportError", "ParityReport", "LogitsAndFeatures", "export_onnx", "check_parity", "INPUT_NAME", "OUTPUT_NAMES"]
 
@@ -66,12 +63,8 @@ def export_onnx(model: nn.Module, sample: np.ndarray, path: str | Path, with_fea
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
     path = Path(path)
     # the exporter logs a warning per missing optional op library (torchvision) and prints progress
-    onnx_log = logging.getLogger("torch.onnx")
-    level = onnx_log.level
-    onnx_log.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
+        with quiet("torch.onnx"):
             program = torch.onnx.export(
                 wrapped,
                 (x,),
@@ -84,8 +77,6 @@ def export_onnx(model: nn.Module, sample: np.ndarray, path: str | Path, with_fea
             )
     except Exception as e:  # the exporter raises many types; report one line
         raise ExportError(f"ONNX export of {type(model).__name__} failed: {type(e).__name__}: {str(e).splitlines()[0]}") from e
-    finally:
-        onnx_log.setLevel(level)
     proto = program.model_proto
     onnx.checker.check_model(proto)
     with atomic_path(path) as tmp:

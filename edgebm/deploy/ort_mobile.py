@@ -17,8 +17,6 @@ Python function):
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import shutil
 import tempfile
@@ -26,6 +24,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ..atomic import atomic_path
+from ..quiet import quiet
 
 __all__ = ["OrtArtifacts", "convert_to_ort", "verify_ort", "ORT_MODEL_FILE"]
 
@@ -63,27 +64,21 @@ def convert_to_ort(onnx_path: str | Path, out_dir: str | Path, runtime_optimizat
         src, dst = Path(tmp) / "in", Path(tmp) / "out"
         src.mkdir()
         shutil.copyfile(onnx_path, src / "model.onnx")  # a folder holding one model: ORT names the config after the folder
-        log = logging.getLogger("ort_format_model.utils")  # logs one INFO line per config at its own level
-        level = log.level
-        log.setLevel(logging.WARNING)
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):  # the converter prints progress
+        try:  # the converter prints progress and logs one INFO line per config at its own level
+            with quiet("ort_format_model.utils", logging.WARNING, silence_warnings=False):
                 convert_onnx_models_to_ort(src, output_dir=dst, optimization_styles=[style],
                                            target_platform=target_platform, enable_type_reduction=True)
         except Exception as e:
             raise RuntimeError(f"ORT-format conversion of {Path(onnx_path).name} failed: {str(e).strip().splitlines()[0]}") from e
-        finally:
-            log.setLevel(level)
         orts = sorted(dst.glob("*.ort"))
         configs = sorted(dst.glob("required_operators*.config"))
         if len(orts) != 1 or len(configs) != 1:
             raise RuntimeError(f"ORT-format conversion wrote {[p.name for p in dst.iterdir()]}, expected one .ort and one config")
         ort_path = out_dir / ORT_MODEL_FILE
         config_path = out_dir / configs[0].name
-        shutil.copyfile(orts[0], ort_path.with_name(ort_path.name + ".tmp"))
-        ort_path.with_name(ort_path.name + ".tmp").replace(ort_path)
-        shutil.copyfile(configs[0], config_path.with_name(config_path.name + ".tmp"))
-        config_path.with_name(config_path.name + ".tmp").replace(config_path)
+        for src_file, target in ((orts[0], ort_path), (configs[0], config_path)):
+            with atomic_path(target) as tmp_file:
+                shutil.copyfile(src_file, tmp_file)
     return OrtArtifacts(ort_path, config_path, style.name, target_platform, ort_path.stat().st_size, ort.__version__)
 
 
